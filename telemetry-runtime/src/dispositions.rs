@@ -1,0 +1,547 @@
+//! The field dispositions and the types each one accepts.
+//!
+//! | disposition | accepts | sends |
+//! |---|---|---|
+//! | `#[hash]` | [`Hashable`]: strings, paths, OS strings, integers, IP addresses | 64 hex digits of HMAC-SHA-256 under the installation's key |
+//! | `#[trusted_or_hash(...)]` | [`Trustable`]: strings, paths, OS strings | the value when trusted, else its hash |
+//! | `#[count]` | [`Countable`]: collections, maps, slices, strings | the number of items (characters for strings) |
+//! | `#[is_set]` | [`Presence`]: `Option`s, strings, paths, collections | whether it is `Some` / non-empty |
+//! | `#[scrub]` | anything `Display` (messages, errors), and `Option`s and sequences of it | the text with paths, URLs, e-mails, IPs and tokens replaced (see [`scrub`](crate::scrub)) |
+//! | `#[plain]` | anything `serde::Serialize` | the value as is |
+//!
+//! `#[hash]`, `#[trusted_or_hash]` and `#[is_set]` look through `&`, `Box`, `Rc`, `Arc` and
+//! `Cow`; `#[hash]` and `#[trusted_or_hash]` also through `Option` (sent as `null` when `None`)
+//! and sequences (sent as arrays). `#[count]` counts `None` as 0.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::fmt::{self, Display};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::HashKey;
+use crate::json::{JsonBuf, ObjectWriter};
+use crate::schema::{EventSchema, Shape};
+use crate::scrub::scrub;
+
+/// Types `#[hash]` accepts.
+#[diagnostic::on_unimplemented(
+    message = "`#[hash]` cannot hash a `{Self}`",
+    label = "`#[hash]` does not fit this field's type",
+    note = "`#[hash]` takes strings, paths, OS strings, integers and IP addresses, and `Option`s, `Vec`s, slices, arrays and sets of them"
+)]
+pub trait Hashable {
+    #[doc(hidden)]
+    const __SHAPE: Shape;
+    #[doc(hidden)]
+    fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey);
+}
+
+/// Types `#[trusted_or_hash(...)]` accepts.
+#[diagnostic::on_unimplemented(
+    message = "`#[trusted_or_hash]` cannot check a `{Self}`",
+    label = "`#[trusted_or_hash]` does not fit this field's type",
+    note = "`#[trusted_or_hash]` takes strings, paths and OS strings, and `Option`s, `Vec`s, slices, arrays and sets of them"
+)]
+pub trait Trustable {
+    #[doc(hidden)]
+    const __SHAPE: Shape;
+    #[doc(hidden)]
+    fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust);
+}
+
+/// Types `#[count]` accepts.
+#[diagnostic::on_unimplemented(
+    message = "`#[count]` cannot count a `{Self}`",
+    label = "`#[count]` does not fit this field's type",
+    note = "`#[count]` takes collections, maps, slices, arrays and strings (it sends their length), and `Option`s of them (`None` counts as 0)"
+)]
+pub trait Countable {
+    #[doc(hidden)]
+    fn __count(&self) -> usize;
+}
+
+/// Types `#[is_set]` accepts.
+#[diagnostic::on_unimplemented(
+    message = "`#[is_set]` cannot tell whether a `{Self}` is set",
+    label = "`#[is_set]` does not fit this field's type",
+    note = "`#[is_set]` takes `Option`s (is it `Some`), and strings, paths and collections (is it non-empty)"
+)]
+pub trait Presence {
+    #[doc(hidden)]
+    fn __is_set(&self) -> bool;
+}
+
+/// Which values `#[trusted_or_hash]` sends in clear.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Trust {
+    pub prefixes: &'static [&'static str],
+    pub rule: Option<fn(&str) -> bool>,
+}
+
+impl Trust {
+    fn trusts(&self, text: &str) -> bool {
+        self.prefixes
+            .iter()
+            .any(|prefix| starts_with_ignoring_case(text, prefix))
+            || self.rule.is_some_and(|rule| rule(text))
+    }
+
+    fn write(&self, text: &str, bytes: &[u8], out: &mut JsonBuf, key: &HashKey) {
+        if self.trusts(text) {
+            out.string(text);
+        } else {
+            out.hex(&key.hash(bytes));
+        }
+    }
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    if text.is_ascii() && prefix.is_ascii() {
+        return text.len() >= prefix.len()
+            && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes());
+    }
+    let mut text = text.chars().flat_map(char::to_lowercase);
+    prefix
+        .chars()
+        .flat_map(char::to_lowercase)
+        .all(|p| text.next() == Some(p))
+}
+
+// Strings: hashed and checked as their UTF-8 bytes; counted in characters.
+macro_rules! strings {
+    ($($ty:ty),*) => {$(
+        impl Hashable for $ty {
+            const __SHAPE: Shape = Shape::String;
+            fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+                out.hex(&key.hash(self.as_bytes()));
+            }
+        }
+        impl Trustable for $ty {
+            const __SHAPE: Shape = Shape::String;
+            fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust) {
+                trust.write(self, self.as_bytes(), out, key);
+            }
+        }
+        impl Countable for $ty {
+            fn __count(&self) -> usize {
+                self.chars().count()
+            }
+        }
+        impl Presence for $ty {
+            fn __is_set(&self) -> bool {
+                !self.is_empty()
+            }
+        }
+    )*};
+}
+strings!(str, String);
+
+// Paths and OS strings: hashed as their platform bytes; checked as (lossy) text.
+macro_rules! os_strings {
+    ($($ty:ty),*) => {$(
+        impl Hashable for $ty {
+            const __SHAPE: Shape = Shape::String;
+            fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+                let os: &OsStr = self.as_ref();
+                out.hex(&key.hash(os.as_encoded_bytes()));
+            }
+        }
+        impl Trustable for $ty {
+            const __SHAPE: Shape = Shape::String;
+            fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust) {
+                let os: &OsStr = self.as_ref();
+                trust.write(&os.to_string_lossy(), os.as_encoded_bytes(), out, key);
+            }
+        }
+        impl Presence for $ty {
+            fn __is_set(&self) -> bool {
+                let os: &OsStr = self.as_ref();
+                !os.is_empty()
+            }
+        }
+    )*};
+}
+os_strings!(Path, PathBuf, OsStr, OsString);
+
+// Numbers and addresses: hashed as their decimal or textual form, so the hash of `42` and of
+// `"42"` agree.
+macro_rules! displayed {
+    ($($ty:ty),*) => {$(
+        impl Hashable for $ty {
+            const __SHAPE: Shape = Shape::String;
+            fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+                let mut text = StackText::default();
+                let _ = fmt::Write::write_fmt(&mut text, format_args!("{self}"));
+                out.hex(&key.hash(text.as_bytes()));
+            }
+        }
+    )*};
+}
+displayed!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, IpAddr, Ipv4Addr, Ipv6Addr,
+    SocketAddr
+);
+
+/// Enough room for the text of any integer or socket address, without allocating.
+struct StackText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl<T: Hashable> Hashable for Option<T> {
+    const __SHAPE: Shape = Shape::Nullable(&T::__SHAPE);
+    fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+        match self {
+            Some(value) => value.__write_hashed(out, key),
+            None => out.null(),
+        }
+    }
+}
+
+impl<T: Trustable> Trustable for Option<T> {
+    const __SHAPE: Shape = Shape::Nullable(&T::__SHAPE);
+    fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust) {
+        match self {
+            Some(value) => value.__write_trusted(out, key, trust),
+            None => out.null(),
+        }
+    }
+}
+
+impl<T: Countable> Countable for Option<T> {
+    fn __count(&self) -> usize {
+        self.as_ref().map_or(0, T::__count)
+    }
+}
+
+impl<T> Presence for Option<T> {
+    fn __is_set(&self) -> bool {
+        self.is_some()
+    }
+}
+
+macro_rules! sequences {
+    ($([$($generics:tt)*] $ty:ty;)*) => {$(
+        impl<T: Hashable, $($generics)*> Hashable for $ty {
+            const __SHAPE: Shape = Shape::Array(&T::__SHAPE);
+            fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+                out.array(self, |item, out| item.__write_hashed(out, key));
+            }
+        }
+        impl<T: Trustable, $($generics)*> Trustable for $ty {
+            const __SHAPE: Shape = Shape::Array(&T::__SHAPE);
+            fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust) {
+                out.array(self, |item, out| item.__write_trusted(out, key, trust));
+            }
+        }
+    )*};
+}
+sequences! {
+    [] [T];
+    [const N: usize] [T; N];
+    [] Vec<T>;
+    [] VecDeque<T>;
+    [] LinkedList<T>;
+    [] BTreeSet<T>;
+    [S] HashSet<T, S>;
+}
+
+macro_rules! lengths {
+    ($([$($generics:tt)*] $ty:ty;)*) => {$(
+        impl<$($generics)*> Countable for $ty {
+            fn __count(&self) -> usize {
+                self.len()
+            }
+        }
+        impl<$($generics)*> Presence for $ty {
+            fn __is_set(&self) -> bool {
+                !self.is_empty()
+            }
+        }
+    )*};
+}
+lengths! {
+    [T] [T];
+    [T, const N: usize] [T; N];
+    [T] Vec<T>;
+    [T] VecDeque<T>;
+    [T] LinkedList<T>;
+    [T] BinaryHeap<T>;
+    [T] BTreeSet<T>;
+    [T, S] HashSet<T, S>;
+    [K, V] BTreeMap<K, V>;
+    [K, V, S] HashMap<K, V, S>;
+}
+
+macro_rules! pointers {
+    ($([$($generics:tt)*] $ty:ty;)*) => {$(
+        impl<$($generics)*> Hashable for $ty where T: Hashable {
+            const __SHAPE: Shape = T::__SHAPE;
+            fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
+                (**self).__write_hashed(out, key);
+            }
+        }
+        impl<$($generics)*> Trustable for $ty where T: Trustable {
+            const __SHAPE: Shape = T::__SHAPE;
+            fn __write_trusted(&self, out: &mut JsonBuf, key: &HashKey, trust: &Trust) {
+                (**self).__write_trusted(out, key, trust);
+            }
+        }
+        impl<$($generics)*> Countable for $ty where T: Countable {
+            fn __count(&self) -> usize {
+                (**self).__count()
+            }
+        }
+        impl<$($generics)*> Presence for $ty where T: Presence {
+            fn __is_set(&self) -> bool {
+                (**self).__is_set()
+            }
+        }
+    )*};
+}
+pointers! {
+    [T: ?Sized] &T;
+    [T: ?Sized] &mut T;
+    [T: ?Sized] Box<T>;
+    [T: ?Sized] Rc<T>;
+    [T: ?Sized] Arc<T>;
+    [T: ?Sized + ToOwned] Cow<'_, T>;
+}
+
+/// What the derive needs to know of a field's type under one disposition: the JSON shape sent,
+/// and the function that writes it.
+///
+/// The derive reaches a field's type only through these `const fn`s, once for the schema and
+/// once to write, with the same span: a type that does not fit produces one error, not two.
+#[doc(hidden)]
+pub mod handles {
+    use super::*;
+    use crate::{TelemetryEvent, TelemetryValue};
+
+    pub struct Handle<F> {
+        pub shape: Shape,
+        pub write: F,
+    }
+
+    pub struct FlattenHandle<T: ?Sized> {
+        pub schema: &'static EventSchema,
+        pub write: fn(&T, &mut ObjectWriter<'_>, &HashKey),
+    }
+
+    /// A `#[scrub]` property: the name of its text and of its truncation flag, and its limit.
+    pub struct ScrubField {
+        pub name: &'static str,
+        pub truncated_name: &'static str,
+        pub max_len: usize,
+    }
+
+    pub const fn value<T: ?Sized + TelemetryValue>() -> Handle<fn(&T, &mut JsonBuf, &HashKey)> {
+        Handle {
+            shape: T::__SHAPE,
+            write: T::__write_json,
+        }
+    }
+
+    pub const fn hash<T: ?Sized + Hashable>() -> Handle<fn(&T, &mut JsonBuf, &HashKey)> {
+        Handle {
+            shape: T::__SHAPE,
+            write: T::__write_hashed,
+        }
+    }
+
+    pub const fn trusted_or_hash<T: ?Sized + Trustable>()
+    -> Handle<fn(&T, &mut JsonBuf, &HashKey, &Trust)> {
+        Handle {
+            shape: T::__SHAPE,
+            write: T::__write_trusted,
+        }
+    }
+
+    pub const fn count<T: ?Sized + Countable>() -> Handle<fn(&T, &mut JsonBuf)> {
+        Handle {
+            shape: Shape::Integer,
+            write: |value, out| out.int(value.__count()),
+        }
+    }
+
+    pub const fn is_set<T: ?Sized + Presence>() -> Handle<fn(&T, &mut JsonBuf)> {
+        Handle {
+            shape: Shape::Boolean,
+            write: |value, out| out.bool(value.__is_set()),
+        }
+    }
+
+    pub const fn plain<T: ?Sized + serde::Serialize>() -> Handle<fn(&T, &mut JsonBuf)> {
+        Handle {
+            shape: Shape::Any,
+            write: |value, out| out.serialize(value),
+        }
+    }
+
+    pub const fn flatten<T: ?Sized + TelemetryEvent>() -> FlattenHandle<T> {
+        FlattenHandle {
+            schema: T::SCHEMA,
+            write: T::__write_fields,
+        }
+    }
+
+    type ScrubWrite<T> = fn(&T, &mut ObjectWriter<'_>, &ScrubField);
+
+    pub const fn scrub<T: ?Sized + Display>() -> Handle<ScrubWrite<T>> {
+        Handle {
+            shape: Shape::String,
+            write: |value, properties, field| {
+                let (text, truncated) = scrubbed(value, field.max_len);
+                properties.key(field.name).string(&text);
+                properties.key(field.truncated_name).bool(truncated);
+            },
+        }
+    }
+
+    pub const fn scrub_option<T: Display>() -> Handle<ScrubWrite<Option<T>>> {
+        Handle {
+            shape: Shape::Nullable(&Shape::String),
+            write: |value, properties, field| {
+                let truncated = match value {
+                    Some(value) => {
+                        let (text, truncated) = scrubbed(value, field.max_len);
+                        properties.key(field.name).string(&text);
+                        truncated
+                    }
+                    None => {
+                        properties.key(field.name).null();
+                        false
+                    }
+                };
+                properties.key(field.truncated_name).bool(truncated);
+            },
+        }
+    }
+
+    pub const fn scrub_seq<T: ?Sized + AsRef<[X]>, X: Display>() -> Handle<ScrubWrite<T>> {
+        Handle {
+            shape: Shape::Array(&Shape::String),
+            write: |value, properties, field| {
+                let mut any_truncated = false;
+                properties
+                    .key(field.name)
+                    .array(value.as_ref(), |item, out| {
+                        let (text, truncated) = scrubbed(item, field.max_len);
+                        any_truncated |= truncated;
+                        out.string(&text);
+                    });
+                properties.key(field.truncated_name).bool(any_truncated);
+            },
+        }
+    }
+}
+
+/// Scrubs the `Display` text of `value`. Formatting stops early for huge messages, so an error
+/// that prints megabytes costs no more than one that prints a line.
+fn scrubbed<T: ?Sized + Display>(value: &T, max_len: usize) -> (String, bool) {
+    let mut text = BoundedText {
+        text: String::new(),
+        limit: max_len.saturating_mul(4).saturating_add(1024),
+        cut: false,
+    };
+    let _ = fmt::Write::write_fmt(&mut text, format_args!("{value}"));
+    if text.cut {
+        // The last word may be the start of something longer (a token, a path): drop it.
+        let keep = text.text.rfind(char::is_whitespace).unwrap_or(0);
+        text.text.truncate(keep);
+    }
+    let scrubbed = scrub(&text.text, max_len);
+    (scrubbed.text, scrubbed.truncated || text.cut)
+}
+
+struct BoundedText {
+    text: String,
+    limit: usize,
+    cut: bool,
+}
+
+impl fmt::Write for BoundedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit - self.text.len();
+        if s.len() <= room {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(&s[..end]);
+        self.cut = true;
+        Err(fmt::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_in_any_case() {
+        assert!(starts_with_ignoring_case(
+            "GHCR.io/Acme/app",
+            "ghcr.io/acme/"
+        ));
+        assert!(!starts_with_ignoring_case(
+            "ghcr.io/other/app",
+            "ghcr.io/acme/"
+        ));
+        assert!(!starts_with_ignoring_case("gh", "ghcr.io/"));
+        assert!(starts_with_ignoring_case("ÉCOLE/app", "école/"));
+        assert!(!starts_with_ignoring_case("éco", "école/"));
+    }
+
+    #[test]
+    fn huge_display_output_is_cut_before_the_last_word() {
+        struct Huge;
+        impl Display for Huge {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for _ in 0..100_000 {
+                    f.write_str("word ")?;
+                }
+                f.write_str("secretsecretsecret")
+            }
+        }
+        let (text, truncated) = scrubbed(&Huge, 50);
+        assert!(truncated);
+        assert!(text.len() <= 50);
+        assert!(!text.contains("secret"));
+    }
+}
