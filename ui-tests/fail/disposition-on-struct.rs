@@ -1,0 +1,9 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+#[hash]
+struct JobSubmitted {
+    tasks: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct JobSubmitted {
+    #[hash(sha1)]
+    namespace: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct JobSubmitted {
+    #[hash]
+    #[hash]
+    namespace: String,
+}
+
+fn main() {}

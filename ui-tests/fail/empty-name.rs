@@ -1,0 +1,9 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+#[telemetry(name = "")]
+struct Request {
+    count: u32,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use std::net::IpAddr;
+
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct PeerConnected {
+    address: IpAddr,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct JobSubmitted {
+    #[is_set]
+    retries: u32,
+}
+
+fn main() {}

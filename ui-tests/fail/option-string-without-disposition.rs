@@ -1,0 +1,8 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct JobSubmitted {
+    name: Option<String>,
+}
+
+fn main() {}

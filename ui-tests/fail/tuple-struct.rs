@@ -1,0 +1,6 @@
+use telemetry_runtime::TelemetryEvent;
+
+#[derive(TelemetryEvent)]
+struct JobSubmitted(u32, bool);
+
+fn main() {}

@@ -1,0 +1,8 @@
+use telemetry_runtime::TelemetryValue;
+
+#[derive(TelemetryValue)]
+struct Engine {
+    kind: u8,
+}
+
+fn main() {}

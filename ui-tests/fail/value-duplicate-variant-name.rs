@@ -1,0 +1,10 @@
+use telemetry_runtime::TelemetryValue;
+
+#[derive(TelemetryValue)]
+enum Engine {
+    Docker,
+    #[telemetry(rename = "docker")]
+    DockerCompose,
+}
+
+fn main() {}

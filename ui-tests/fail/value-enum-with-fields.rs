@@ -1,0 +1,10 @@
+use telemetry_runtime::TelemetryValue;
+
+#[derive(TelemetryValue)]
+enum Engine {
+    Docker { image: String },
+    Wasm(String),
+    Native,
+}
+
+fn main() {}

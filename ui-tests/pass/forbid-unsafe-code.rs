@@ -1,0 +1,18 @@
+#![forbid(unsafe_code)]
+#![deny(warnings, unused_qualifications, missing_docs)]
+//! An application that forbids unsafe code can still derive events.
+
+use telemetry_runtime::TelemetryEvent;
+
+/// Registered in the event registry like any other event.
+#[derive(TelemetryEvent)]
+pub struct AppStarted {
+    /// How many plugins were loaded.
+    pub plugins: u16,
+}
+
+fn main() {
+    let names: Vec<&str> = telemetry_runtime::schema::events().iter().map(|e| e.name).collect();
+    assert_eq!(names, ["app_started"]);
+    let _ = AppStarted { plugins: 0 }.plugins;
+}
