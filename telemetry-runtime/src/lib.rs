@@ -67,6 +67,11 @@ mod scrub;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};
