@@ -437,8 +437,16 @@ fn scrubbing_removes_urls_emails_addresses_and_tokens() {
             "commit <hex> missing",
         ),
         (
-            "token=ghp_R2d2C3poX8y9Z7w6V5u4T3s2R1q0P9o8N7m6 rejected",
-            "token=<token> rejected",
+            "bearer ghp_R2d2C3poX8y9Z7w6V5u4T3s2R1q0P9o8N7m6 rejected",
+            "bearer <token> rejected",
+        ),
+        (
+            "token=ghp_R2d2C3poX8y9Z7w6V5u4T3s2R1q0P9o8N7m6&user=alice rejected",
+            "token=<redacted>&user=<redacted> rejected",
+        ),
+        (
+            "无法连接 alice@example.com：10.0.0.7，请重试",
+            "无法连接 <email>：<ip>，请重试",
         ),
     ];
     for (message, expected) in cases {

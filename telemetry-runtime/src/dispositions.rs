@@ -189,14 +189,14 @@ displayed!(
 
 /// Enough room for the text of any integer or socket address, without allocating.
 struct StackText {
-    bytes: [u8; 64],
+    bytes: [u8; 128],
     len: usize,
 }
 
 impl Default for StackText {
     fn default() -> Self {
         StackText {
-            bytes: [0; 64],
+            bytes: [0; 128],
             len: 0,
         }
     }
@@ -468,28 +468,22 @@ pub mod handles {
     }
 }
 
-/// Scrubs the `Display` text of `value`. Formatting stops early for huge messages, so an error
-/// that prints megabytes costs no more than one that prints a line.
+/// Scrubs the `Display` text of `value`. Formatting stops just past what [`scrub`] looks at,
+/// so an error that prints megabytes costs no more than one that prints a line.
 fn scrubbed<T: ?Sized + Display>(value: &T, max_len: usize) -> (String, bool) {
     let mut text = BoundedText {
         text: String::new(),
-        limit: max_len.saturating_mul(4).saturating_add(1024),
-        cut: false,
+        limit: crate::scrub::input_limit(max_len).saturating_add(1),
     };
     let _ = fmt::Write::write_fmt(&mut text, format_args!("{value}"));
-    if text.cut {
-        // The last word may be the start of something longer (a token, a path): drop it.
-        let keep = text.text.rfind(char::is_whitespace).unwrap_or(0);
-        text.text.truncate(keep);
-    }
     let scrubbed = scrub(&text.text, max_len);
-    (scrubbed.text, scrubbed.truncated || text.cut)
+    (scrubbed.text, scrubbed.truncated)
 }
 
+/// A `fmt::Write` that keeps the first `limit` bytes and then stops the formatting.
 struct BoundedText {
     text: String,
     limit: usize,
-    cut: bool,
 }
 
 impl fmt::Write for BoundedText {
@@ -504,7 +498,6 @@ impl fmt::Write for BoundedText {
             end -= 1;
         }
         self.text.push_str(&s[..end]);
-        self.cut = true;
         Err(fmt::Error)
     }
 }
@@ -529,19 +522,24 @@ mod tests {
     }
 
     #[test]
-    fn huge_display_output_is_cut_before_the_last_word() {
+    fn huge_display_output_stops_early_and_never_shows_a_partial_token() {
+        // Seven 200-byte paths shrink to `<path>`, so the end of what is looked at reaches the
+        // output; the cut falls 10 bytes into a token too short there to be recognised.
         struct Huge;
         impl Display for Huge {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for _ in 0..100_000 {
-                    f.write_str("word ")?;
+                for _ in 0..7 {
+                    write!(f, "/{} ", "p".repeat(199))?;
                 }
-                f.write_str("secretsecretsecret")
+                f.write_str("abcdefg ghp_R2d2C3poX8y9Z7w6V5u4T3s2R1q0P9o8N7m6")?;
+                loop {
+                    f.write_str(" more")?; // never ends: only the limit stops it
+                }
             }
         }
-        let (text, truncated) = scrubbed(&Huge, 50);
+        assert_eq!(crate::scrub::input_limit(100), 1424);
+        let (text, truncated) = scrubbed(&Huge, 100);
         assert!(truncated);
-        assert!(text.len() <= 50);
-        assert!(!text.contains("secret"));
+        assert_eq!(text, "<path> ".repeat(7) + "abcdefg");
     }
 }
