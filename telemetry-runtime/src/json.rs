@@ -25,16 +25,6 @@ impl JsonBuf {
         Self::default()
     }
 
-    /// Reuses `bytes` (cleared) as the buffer.
-    pub fn from_vec(mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
-        JsonBuf {
-            bytes,
-            current_key: "",
-            error: None,
-        }
-    }
-
     /// The bytes written, or the first failure.
     pub fn finish(self) -> Result<Vec<u8>, EncodeError> {
         match self.error {

@@ -129,7 +129,7 @@ impl Shape {
 
 impl FieldSchema {
     /// The field's doc comment, or for an undocumented nested event, that event's.
-    pub fn description(&self) -> &'static str {
+    pub fn description_or_nested(&self) -> &'static str {
         match self.shape.object() {
             Some(nested) if self.description.is_empty() => nested.description,
             _ => self.description,
@@ -190,7 +190,7 @@ fn markdown_rows(fields: &[FieldSchema], prefix: &str, out: &mut String) {
             path,
             cell(&shape),
             cell(&disposition_text(&field.disposition)),
-            cell(field.description()),
+            cell(field.description_or_nested()),
         );
         if let Some(inner) = field.shape.object() {
             let separator = if matches!(strip_nullable(&field.shape), Shape::Array(_)) {
@@ -291,7 +291,7 @@ fn json_properties(fields: &[FieldSchema]) -> Vec<Value> {
         property.insert("disposition".into(), name.into());
         property.extend(details);
         property.insert("rust_type".into(), field.rust_type.into());
-        property.insert("description".into(), field.description().into());
+        property.insert("description".into(), field.description_or_nested().into());
         properties.push(Value::Object(property));
     }
     properties

@@ -244,14 +244,28 @@ fn url_start(word: &str) -> Option<usize> {
 /// Splits `text` at [`DELIMITERS`] and scrubs each piece. The value after a key that names a
 /// secret or a person (`password=`, `token=`) is redacted whatever it looks like.
 fn scrub_pieces(text: &str, out: &mut String, state: &mut State) {
+    for_each_value(text, DELIMITERS, "=", out, |piece, out| {
+        scrub_piece(piece, out, state);
+    });
+}
+
+/// [`for_each_piece`], except that a piece following a sensitive key and `assignment` is
+/// written as `<redacted>` instead of being passed to `each`.
+fn for_each_value(
+    text: &str,
+    delimiters: &[char],
+    assignment: &str,
+    out: &mut String,
+    mut each: impl FnMut(&str, &mut String),
+) {
     let mut redact_next = false;
-    for_each_piece(text, DELIMITERS, out, |piece, delimiter, out| {
+    for_each_piece(text, delimiters, out, |piece, delimiter, out| {
         if redact_next && !piece.is_empty() {
             out.push_str("<redacted>");
         } else {
-            scrub_piece(piece, out, state);
+            each(piece, out);
         }
-        redact_next = matches!(delimiter, Some("=")) && is_sensitive_key(piece);
+        redact_next = delimiter == Some(assignment) && is_sensitive_key(piece);
     });
 }
 
@@ -325,16 +339,9 @@ fn address_after_label(piece: &str) -> Option<usize> {
 
 /// Scrubs the parts of `sha256:<hex>` or `password:<redacted>`.
 fn scrub_colon_parts(text: &str, out: &mut String) {
-    let mut redact_next = false;
-    for_each_piece(text, &[':'], out, |part, delimiter, out| {
-        if redact_next && !part.is_empty() {
-            out.push_str("<redacted>");
-        } else if let Some(placeholder) = classify(part) {
-            out.push_str(placeholder);
-        } else {
-            replace_inner(part, out);
-        }
-        redact_next = delimiter.is_some() && is_sensitive_key(part);
+    for_each_value(text, &[':'], ":", out, |part, out| match classify(part) {
+        Some(placeholder) => out.push_str(placeholder),
+        None => replace_inner(part, out),
     });
 }
 
