@@ -493,11 +493,8 @@ impl fmt::Write for BoundedText {
             self.text.push_str(s);
             return Ok(());
         }
-        let mut end = room;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.text.push_str(&s[..end]);
+        self.text
+            .push_str(&s[..crate::scrub::floor_boundary(s, room)]);
         Err(fmt::Error)
     }
 }

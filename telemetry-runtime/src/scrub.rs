@@ -87,13 +87,7 @@ pub fn scrub(message: &str, max_len: usize) -> Scrubbed {
         at = piece_end;
     }
     truncated |= at < message.len() || out.len() > max_len;
-    if out.len() > max_len {
-        let mut cut = max_len;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
+    out.truncate(floor_boundary(&out, max_len));
     Scrubbed {
         text: out,
         truncated,
@@ -108,11 +102,7 @@ fn bounded_input(message: &str, max_len: usize) -> (&str, bool) {
     if message.len() <= limit {
         return (message, false);
     }
-    let mut cut = limit;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let kept = &message[..cut];
+    let kept = &message[..floor_boundary(message, limit)];
     (&kept[..kept.rfind(char::is_whitespace).unwrap_or(0)], true)
 }
 
@@ -159,7 +149,8 @@ fn quoted_is_path(quoted: &str) -> bool {
             && quoted.split_whitespace().any(is_path))
 }
 
-fn floor_boundary(text: &str, at: usize) -> usize {
+/// The largest character boundary of `text` at or before `at`.
+pub(crate) fn floor_boundary(text: &str, at: usize) -> usize {
     if at >= text.len() {
         return text.len();
     }
