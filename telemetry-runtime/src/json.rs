@@ -25,6 +25,19 @@ impl JsonBuf {
         Self::default()
     }
 
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        JsonBuf {
+            bytes: Vec::with_capacity(capacity),
+            ..Self::default()
+        }
+    }
+
+    /// Appends JSON text that is already encoded.
+    pub(crate) fn raw(&mut self, json: &[u8]) {
+        self.bytes.extend_from_slice(json);
+    }
+
     /// The bytes written, or the first failure.
     pub fn finish(self) -> Result<Vec<u8>, EncodeError> {
         match self.error {

@@ -56,12 +56,20 @@
 // Lets the derives' generated code, which names `::telemetry_runtime`, work inside this crate.
 extern crate self as telemetry_runtime;
 
+mod config;
+mod consent;
 pub mod dispositions;
 mod event;
 mod hashing;
 mod json;
+mod pipeline;
 pub mod schema;
 mod scrub;
+mod spool;
+mod state;
+mod telemetry;
+mod upload;
+mod worker;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -72,6 +80,10 @@ pub mod __private;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+pub use consent::{Mode, ParseModeError};
+pub use telemetry::{
+    Builder, Dropped, Stats, Telemetry, TelemetryGuard, capture, global, ignored_before_start,
+};
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};

@@ -1,0 +1,433 @@
+//! The state shared by the callers of `capture` and the background thread, and the accounting
+//! that proves nothing is lost.
+//!
+//! # Accounting
+//!
+//! Every event a running pipeline accepts is counted once as `captured`, and every event read
+//! back from the spool once as `restored`. Each of them ends in exactly one of `delivered`
+//! (confirmed by the server, or appended to the local log in `local` mode), `dropped` (for a
+//! counted reason) or `spooled` (left on disk for the next process). Once the pipeline has
+//! shut down, and at any moment with `pending` added:
+//!
+//! ```text
+//! captured + restored == delivered + dropped + spooled (+ pending)
+//! ```
+//!
+//! Capturing before `start()` or after shutdown is not capturing: it is counted as `ignored`.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::TelemetryEvent;
+use crate::config::{Endpoint, Limits};
+use crate::consent::Mode;
+use crate::json::JsonBuf;
+use crate::spool::{Claim, Spool};
+use crate::state::{Identity, LocalLog};
+
+/// The bit of `gate` that says the pipeline no longer accepts events.
+const CLOSED: u64 = 1 << 63;
+
+/// An event encoded on the caller's thread, on its way to the background thread.
+pub(crate) struct Captured {
+    pub name: &'static str,
+    pub at: SystemTime,
+    /// The properties as a JSON object.
+    pub properties: Vec<u8>,
+}
+
+/// A request to the background thread.
+pub(crate) enum Control {
+    /// Deliver what is pending until `until`, then answer whether everything was delivered.
+    Flush {
+        until: Instant,
+        done: Sender<bool>,
+    },
+    /// Deliver until `until`, spool the rest and stop.
+    Shutdown { until: Instant, done: Sender<()> },
+}
+
+/// A complete event object, ready to be sent or spooled.
+pub(crate) struct Line {
+    pub json: String,
+    /// Whether the line is one of the counted events (every event except the pipeline's own
+    /// report of dropped events, which is not the application's).
+    pub counted: bool,
+    /// The spool file the line was read from; it is deleted once all its lines are settled.
+    #[expect(dead_code, reason = "held only so that dropping the last line releases the file")]
+    pub origin: Option<Arc<Claim>>,
+}
+
+/// Lines not yet confirmed, the batch in flight included.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub lines: VecDeque<Line>,
+    /// Set once the remaining lines have been spooled; nothing is sent or counted after that.
+    pub closed: bool,
+}
+
+/// The running counters behind [`Stats`](crate::Stats).
+#[derive(Default, Debug)]
+pub(crate) struct Counters {
+    pub captured: AtomicU64,
+    pub restored: AtomicU64,
+    pub delivered: AtomicU64,
+    pub spooled: AtomicU64,
+    pub ignored: AtomicU64,
+    pub queue_full: AtomicU64,
+    pub unencodable: AtomicU64,
+    pub too_large: AtomicU64,
+    pub rejected: AtomicU64,
+    pub unstorable: AtomicU64,
+    pub discarded: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything one started telemetry instance owns.
+pub(crate) struct Shared {
+    pub me: Weak<Shared>,
+    pub app: String,
+    pub mode: Mode,
+    pub limits: Limits,
+    pub api_key: String,
+    pub endpoint: Option<Endpoint>,
+    pub proxy: Option<ureq::Proxy>,
+    pub identity: Identity,
+    pub state_dir: Option<PathBuf>,
+    pub spool: Option<Spool>,
+    pub local_log: Option<LocalLog>,
+    pub debug: bool,
+    /// `"<installation id>"` as a JSON string.
+    distinct_id_json: String,
+    /// The properties added to every event, as the inside of a JSON object.
+    common_properties: String,
+    /// Captures in progress, plus [`CLOSED`].
+    gate: AtomicU64,
+    pub counters: Counters,
+    pub events_tx: Sender<Captured>,
+    pub events_rx: Receiver<Captured>,
+    pub control_tx: Sender<Control>,
+    pub control_rx: Receiver<Control>,
+    worker_started: AtomicBool,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+    pub outbox: Mutex<Outbox>,
+}
+
+/// What [`Shared::new`] needs.
+pub(crate) struct Parts {
+    pub app: String,
+    pub version: String,
+    pub mode: Mode,
+    pub limits: Limits,
+    pub api_key: String,
+    pub endpoint: Option<Endpoint>,
+    pub proxy: Option<ureq::Proxy>,
+    pub identity: Identity,
+    pub state_dir: Option<PathBuf>,
+    pub debug: bool,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn new(parts: Parts) -> Arc<Shared> {
+        let (events_tx, events_rx) = crossbeam_channel::bounded(parts.limits.queue_capacity);
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let spool = match (&parts.state_dir, parts.mode) {
+            (Some(dir), Mode::On) => Some(Spool::new(
+                dir.join("spool"),
+                parts.limits.spool_max_bytes,
+                parts.limits.spool_max_age,
+            )),
+            _ => None,
+        };
+        let local_log = match (&parts.state_dir, parts.mode) {
+            (Some(dir), Mode::Local) => Some(LocalLog::new(dir, parts.limits.local_log_max_bytes)),
+            _ => None,
+        };
+        let mut common = JsonBuf::new();
+        {
+            let mut object = common.object();
+            object.key("$lib").string("telemetry-runtime");
+            object.key("$lib_version").string(env!("CARGO_PKG_VERSION"));
+            object.key("$app_name").string(&parts.app);
+            object.key("$app_version").string(&parts.version);
+            object.key("$process_person_profile").bool(false);
+            object.key("$geoip_disable").bool(true);
+            if parts.limits.mask_ip {
+                object.key("$ip").string("0.0.0.0");
+            }
+            object.end();
+        }
+        let common = String::from_utf8(common.finish().expect("strings always encode"))
+            .expect("the encoder writes UTF-8");
+        let common_properties = common[1..common.len() - 1].to_owned();
+        let distinct_id_json =
+            serde_json::to_string(&parts.identity.installation_id).expect("a string serializes");
+        Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            app: parts.app,
+            mode: parts.mode,
+            limits: parts.limits,
+            api_key: parts.api_key,
+            endpoint: parts.endpoint,
+            proxy: parts.proxy,
+            identity: parts.identity,
+            state_dir: parts.state_dir,
+            spool,
+            local_log,
+            debug: parts.debug,
+            distinct_id_json,
+            common_properties,
+            gate: AtomicU64::new(0),
+            counters: Counters::default(),
+            events_tx,
+            events_rx,
+            control_tx,
+            control_rx,
+            worker_started: AtomicBool::new(false),
+            worker: Mutex::new(None),
+            shut_down: AtomicBool::new(false),
+            outbox: Mutex::new(Outbox::default()),
+        })
+    }
+
+    /// Whether events are still accepted.
+    pub(crate) fn is_open(&self) -> bool {
+        self.gate.load(Ordering::Acquire) & CLOSED == 0
+    }
+
+    /// Stops accepting events for the rest of the process, after `reason` (logged).
+    pub(crate) fn disable(&self, reason: &str) {
+        log::error!("{} telemetry is disabled for this process: {reason}", self.app);
+        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Encodes `event` on the caller's thread and queues it without blocking.
+    pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+        if self.gate.fetch_add(1, Ordering::Acquire) & CLOSED != 0 {
+            self.gate.fetch_sub(1, Ordering::Release);
+            Counters::add(&self.counters.ignored, 1);
+            return;
+        }
+        Counters::add(&self.counters.captured, 1);
+        let at = SystemTime::now();
+        // A `#[plain]` field's `Serialize` is the application's code: if it panics, the event
+        // is dropped and the panic stays here.
+        let encoded = catch_unwind(AssertUnwindSafe(|| {
+            let mut buf = JsonBuf::with_capacity(512);
+            crate::event::write_properties(event, &mut buf, &self.identity.key);
+            buf.finish()
+        }));
+        match encoded {
+            Ok(Ok(properties)) if properties.len() <= self.limits.max_event_bytes => {
+                self.ensure_worker();
+                let captured = Captured {
+                    name: E::SCHEMA.name,
+                    at,
+                    properties,
+                };
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                    self.events_tx.try_send(captured)
+                {
+                    Counters::add(&self.counters.queue_full, 1);
+                }
+            }
+            Ok(Ok(_)) => {
+                Counters::add(&self.counters.too_large, 1);
+                log::warn!(
+                    "dropped a `{}` event larger than {} bytes",
+                    E::SCHEMA.name,
+                    self.limits.max_event_bytes
+                );
+            }
+            Ok(Err(error)) => {
+                Counters::add(&self.counters.unencodable, 1);
+                log::warn!("dropped a `{}` event: {error}", E::SCHEMA.name);
+            }
+            Err(_) => {
+                Counters::add(&self.counters.unencodable, 1);
+                log::warn!(
+                    "dropped a `{}` event: encoding it panicked",
+                    E::SCHEMA.name
+                );
+            }
+        }
+        self.gate.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Starts the background thread unless it runs already.
+    pub(crate) fn ensure_worker(&self) {
+        if !self.worker_started.load(Ordering::Acquire) {
+            self.start_worker();
+        }
+    }
+
+    fn start_worker(&self) {
+        let mut slot = lock(&self.worker);
+        if self.worker_started.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-telemetry", self.app))
+            .spawn(move || crate::worker::run(&me));
+        match spawned {
+            Ok(handle) => *slot = Some(handle),
+            Err(error) => self.disable(&format!("could not start its thread: {error}")),
+        }
+        self.worker_started.store(true, Ordering::Release);
+    }
+
+    /// Completes a captured event into the object PostHog expects, with a v7 uuid made from
+    /// the capture time.
+    pub(crate) fn assemble(&self, captured: &Captured, random: [u8; 10]) -> Line {
+        let millis = captured
+            .at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        let mut out = JsonBuf::with_capacity(captured.properties.len() + 320);
+        {
+            let mut object = out.object();
+            object.key("event").string(captured.name);
+            object.key("distinct_id").raw(self.distinct_id_json.as_bytes());
+            let properties = &captured.properties;
+            let inner = &properties[1..properties.len() - 1];
+            let target = object.key("properties");
+            target.raw(b"{");
+            target.raw(inner);
+            if !inner.is_empty() {
+                target.raw(b",");
+            }
+            target.raw(self.common_properties.as_bytes());
+            target.raw(b"}");
+            object.key("timestamp").timestamp(captured.at);
+            object
+                .key("uuid")
+                .string(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+            object.end();
+        }
+        let bytes = out.finish().expect("only pre-encoded JSON is written");
+        Line {
+            json: String::from_utf8(bytes).expect("the encoder writes UTF-8"),
+            counted: true,
+            origin: None,
+        }
+    }
+
+    /// Spools every line not yet confirmed and everything still queued; nothing is sent after
+    /// this. Called by the background thread at shutdown, or by the shutting-down caller when
+    /// the thread did not finish in time. Holding the outbox lock while writing means the
+    /// caller cannot return, and the process cannot exit, while the spool is half written.
+    pub(crate) fn close_and_spool(&self) {
+        let mut outbox = lock(&self.outbox);
+        if outbox.closed {
+            return;
+        }
+        outbox.closed = true;
+        let mut random = crate::worker::RandomPool::new();
+        while let Ok(captured) = self.events_rx.try_recv() {
+            let line = self.assemble(&captured, random.take());
+            outbox.lines.push_back(line);
+        }
+        let lines = std::mem::take(&mut outbox.lines);
+        self.store(lines);
+    }
+
+    /// Puts lines that cannot be sent now where they will be found later: the spool (or the
+    /// local log in `local` mode). What does not fit is dropped and counted.
+    pub(crate) fn store(&self, lines: VecDeque<Line>) {
+        if lines.is_empty() {
+            return;
+        }
+        let counted = |lines: &[&Line]| lines.iter().filter(|line| line.counted).count() as u64;
+        let all: Vec<&Line> = lines.iter().collect();
+        let stored = match (&self.spool, &self.local_log) {
+            (Some(spool), _) => spool.write(all.iter().map(|line| line.json.as_str())),
+            (None, Some(log)) => log
+                .append(all.iter().map(|line| line.json.as_str()))
+                .map(|()| all.len()),
+            (None, None) => Ok(0),
+        };
+        let stored = stored.unwrap_or_else(|error| {
+            log::warn!("could not keep undelivered telemetry events: {error}");
+            0
+        });
+        let target = if self.spool.is_some() {
+            &self.counters.spooled
+        } else {
+            &self.counters.delivered
+        };
+        Counters::add(target, counted(&all[..stored]));
+        let lost = counted(&all[stored..]);
+        if lost > 0 {
+            log::warn!("dropped {lost} telemetry events: no room to keep them");
+        }
+        Counters::add(&self.counters.unstorable, lost);
+        // Dropping the lines releases the spool files they were read from.
+    }
+
+    /// Stops the pipeline: no more events are accepted, what is pending is delivered until
+    /// `until`, and what is not confirmed by then is spooled.
+    pub(crate) fn shutdown(&self, until: Instant) {
+        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Let captures that passed the gate finish queuing.
+        while self.gate.load(Ordering::Acquire) & !CLOSED != 0 && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        let handle = lock(&self.worker).take();
+        if let Some(handle) = handle {
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            let finished = !handle.is_finished()
+                && self
+                    .control_tx
+                    .send(Control::Shutdown {
+                        until,
+                        done: done_tx,
+                    })
+                    .is_ok()
+                && done_rx.recv_deadline(until).is_ok();
+            if finished {
+                let _ = handle.join();
+            }
+        }
+        self.close_and_spool();
+    }
+
+    /// Asks the background thread to deliver everything pending, waiting at most until `until`.
+    pub(crate) fn flush(&self, until: Instant) -> bool {
+        if !self.worker_started.load(Ordering::Acquire) {
+            return self.events_rx.is_empty();
+        }
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        self.control_tx
+            .send(Control::Flush {
+                until,
+                done: done_tx,
+            })
+            .is_ok()
+            && done_rx.recv_deadline(until).unwrap_or(false)
+    }
+}

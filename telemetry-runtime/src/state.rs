@@ -1,0 +1,274 @@
+//! The per-installation state directory: identity, hashing key, spool and local log.
+//!
+//! The directory is created with mode 0700 and every file in it with mode 0600, so on a shared
+//! machine other users can read neither the key behind `#[hash]` nor pending events. Files
+//! that other processes may read concurrently are written under a temporary name and then
+//! renamed or linked into place, so a reader never sees half a file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::hashing::HashKey;
+
+const ID_FILE: &str = "installation-id";
+const KEY_FILE: &str = "hash-key";
+/// The local event log of `local` mode.
+pub(crate) const LOG_FILE: &str = "events.jsonl";
+/// Where the log goes when it reaches its size limit; the one before is discarded.
+const OLD_LOG_FILE: &str = "events.1.jsonl";
+
+/// Creates `dir` (and missing parents) with mode 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    if !fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the state directory path is not a directory",
+        ));
+    }
+    Ok(())
+}
+
+/// Options that open a new file readable and writable by its owner only.
+pub(crate) fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// A name no other process or thread will pick: `<prefix><millis>-<pid>-<random><suffix>`.
+pub(crate) fn unique_name(prefix: &str, suffix: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let random = getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()));
+    format!(
+        "{prefix}{millis:013}-{}-{random:016x}{suffix}",
+        std::process::id()
+    )
+}
+
+/// Writes `contents` to a new private file `dir/name` that appears all at once: it is written
+/// under a temporary name, then renamed.
+pub(crate) fn write_new_private(dir: &Path, name: &str, contents: &[u8]) -> io::Result<PathBuf> {
+    let temp = dir.join(unique_name(".tmp-", ""));
+    let result = (|| {
+        let mut file = private_options().write(true).create_new(true).open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_data()?;
+        fs::rename(&temp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map(|()| dir.join(name))
+}
+
+/// Creates `dir/name` with `contents` unless it exists; either way returns what it holds. Two
+/// processes racing agree on one value: the file is linked into place, which fails if another
+/// process got there first.
+fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<Vec<u8>> {
+    let target = dir.join(name);
+    if let Ok(existing) = read_small(&target) {
+        return Ok(existing);
+    }
+    let temp = dir.join(unique_name(".tmp-", ""));
+    let linked = (|| {
+        let mut file = private_options().write(true).create_new(true).open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_data()?;
+        fs::hard_link(&temp, &target)
+    })();
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(contents.to_vec()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => read_small(&target),
+        Err(error) => Err(error),
+    }
+}
+
+/// Reads a state file that is expected to be small; a larger one is an error, not a memory
+/// spike.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    const LIMIT: u64 = 4096;
+    let mut contents = Vec::new();
+    File::open(path)?
+        .take(LIMIT + 1)
+        .read_to_end(&mut contents)?;
+    if contents.len() as u64 > LIMIT {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+    }
+    Ok(contents)
+}
+
+/// The installation's identity: the `distinct_id` events are sent under and the key that
+/// `#[hash]` uses. Neither says anything about the user; the key never leaves the process.
+pub(crate) struct Identity {
+    pub installation_id: String,
+    pub key: HashKey,
+}
+
+impl Identity {
+    /// A fresh identity that lives only as long as the process.
+    pub(crate) fn ephemeral() -> Identity {
+        Identity {
+            installation_id: uuid::Uuid::new_v4().to_string(),
+            key: HashKey::from_bytes(random_key()),
+        }
+    }
+
+    /// The identity stored in `dir`, created on first use.
+    pub(crate) fn load_or_create(dir: &Path) -> io::Result<Identity> {
+        let id = create_or_read(dir, ID_FILE, uuid::Uuid::new_v4().to_string().as_bytes())?;
+        let id = std::str::from_utf8(&id)
+            .ok()
+            .and_then(|text| uuid::Uuid::try_parse(text.trim()).ok())
+            .ok_or_else(|| invalid(ID_FILE))?;
+        let mut hex = Vec::with_capacity(2 * HashKey::LEN);
+        crate::json::push_hex(&mut hex, &random_key());
+        let key = create_or_read(dir, KEY_FILE, &hex)?;
+        let key = parse_key(&key).ok_or_else(|| invalid(KEY_FILE))?;
+        Ok(Identity {
+            installation_id: id.hyphenated().to_string(),
+            key: HashKey::from_bytes(key),
+        })
+    }
+}
+
+fn invalid(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("`{name}` in the state directory is corrupt"),
+    )
+}
+
+fn random_key() -> [u8; HashKey::LEN] {
+    let mut key = [0; HashKey::LEN];
+    if getrandom::fill(&mut key).is_err() {
+        // No OS randomness: derive a key that is at least unique to this process and moment,
+        // so hashes are still not a plain, dictionary-reversible digest.
+        let seed = format!("{:?}{:?}", std::time::SystemTime::now(), std::thread::current().id());
+        key = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes()).into();
+    }
+    key
+}
+
+fn parse_key(text: &[u8]) -> Option<[u8; HashKey::LEN]> {
+    let text = text.trim_ascii();
+    if text.len() != 2 * HashKey::LEN {
+        return None;
+    }
+    let mut key = [0; HashKey::LEN];
+    for (byte, pair) in key.iter_mut().zip(text.chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// The local log of `local` mode: JSON lines, bounded by rotating into one older file.
+pub(crate) struct LocalLog {
+    path: PathBuf,
+    old: PathBuf,
+    max_bytes: u64,
+}
+
+impl LocalLog {
+    pub(crate) fn new(dir: &Path, max_bytes: u64) -> LocalLog {
+        LocalLog {
+            path: dir.join(LOG_FILE),
+            old: dir.join(OLD_LOG_FILE),
+            max_bytes,
+        }
+    }
+
+    /// The current log file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `lines`, each followed by a newline. The two files together stay within twice
+    /// the limit.
+    pub(crate) fn append<'a>(&self, lines: impl Iterator<Item = &'a str>) -> io::Result<()> {
+        let mut chunk = Vec::new();
+        for line in lines {
+            chunk.extend_from_slice(line.as_bytes());
+            chunk.push(b'\n');
+        }
+        let current = fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
+        if current > 0 && current + chunk.len() as u64 > self.max_bytes {
+            fs::rename(&self.path, &self.old)?;
+        }
+        let mut file = private_options()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        file.write_all(&chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_and_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let second = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.installation_id, second.installation_id);
+        assert_eq!(first.key.hash(b"x"), second.key.hash(b"x"));
+        let other = tempfile::tempdir().unwrap();
+        let third = Identity::load_or_create(other.path()).unwrap();
+        assert_ne!(first.installation_id, third.installation_id);
+        assert_ne!(first.key.hash(b"x"), third.key.hash(b"x"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        Identity::load_or_create(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(ID_FILE)), 0o600);
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_corrupt_key_is_an_error_not_a_silent_new_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(KEY_FILE), "not hex").unwrap();
+        assert!(Identity::load_or_create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_local_log_rotates_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 100);
+        for i in 0..50 {
+            log.append([format!("{{\"n\":{i}}}").as_str()].into_iter())
+                .unwrap();
+        }
+        let size = |name| fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(size(LOG_FILE) <= 100);
+        assert!(size(OLD_LOG_FILE) <= 100);
+        let last = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert!(last.ends_with("{\"n\":49}\n"), "{last}");
+    }
+}

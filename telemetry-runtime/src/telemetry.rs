@@ -1,0 +1,615 @@
+//! Starting telemetry, capturing events and shutting down within a bound.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::TelemetryEvent;
+use crate::config::{Endpoint, Env, Limits, default_prefix, default_state_dir, proxy_for};
+use crate::consent::{self, Mode};
+use crate::pipeline::{Parts, Shared};
+use crate::state::{Identity, create_private_dir};
+
+/// A handle on a started telemetry pipeline, or on one that is off. Cheap to clone; every
+/// clone captures into the same pipeline.
+///
+/// ```
+/// use telemetry_runtime::{Mode, Telemetry, TelemetryEvent};
+///
+/// /// The tool started.
+/// #[derive(TelemetryEvent)]
+/// struct Started {
+///     workers: u32,
+/// }
+///
+/// let guard = Telemetry::builder("jobs", "1.2.0")
+///     .api_key("phc_example")
+///     .endpoint(option_env!("JOBS_TELEMETRY_ENDPOINT"))
+///     .mode(Mode::Off) // as if the user had opted out
+///     .start();
+/// let telemetry = guard.handle();
+/// telemetry.capture(&Started { workers: 4 });
+/// assert_eq!(telemetry.mode(), Mode::Off);
+/// ```
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    shared: Option<Arc<Shared>>,
+}
+
+/// Keeps telemetry running; dropping it shuts telemetry down within the flush deadline
+/// ([`Builder::flush_deadline`]), spooling whatever was not delivered by then.
+///
+/// Bind it to a named variable in `main` (`let _telemetry = ...`): `let _ = ...` would drop it,
+/// and shut telemetry down, at once. `std::process::exit` skips destructors; call
+/// [`Telemetry::shutdown`] before it.
+#[must_use = "dropping the guard shuts telemetry down at once; bind it with `let _telemetry = ...`"]
+pub struct TelemetryGuard {
+    telemetry: Telemetry,
+}
+
+/// How many events went where. See [`Stats::pending`] for the accounting rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events accepted by `capture` while running (including those then dropped).
+    pub captured: u64,
+    /// Events read back from the spool left by earlier processes.
+    pub restored: u64,
+    /// Events confirmed by the server, or appended to the local log in `local` mode.
+    pub delivered: u64,
+    /// Events written to the spool for a later process to send.
+    pub spooled: u64,
+    /// Events lost, by reason.
+    pub dropped: Dropped,
+    /// Calls to `capture` made before start or after shutdown: not events, and not counted
+    /// anywhere else.
+    pub ignored: u64,
+}
+
+/// Why events were dropped. Every drop is counted here; drops on the capturing side are also
+/// reported upstream in a `telemetry_dropped` event with the next batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dropped {
+    /// The queue to the background thread was full.
+    pub queue_full: u64,
+    /// A `#[plain]` field could not be serialized, or its serialization panicked.
+    pub unencodable: u64,
+    /// The encoded event was larger than [`Builder::max_event_bytes`].
+    pub too_large: u64,
+    /// The server refused the batch for good (400, 401, 413 for a single event).
+    pub rejected: u64,
+    /// The spool (or local log) was full or could not be written.
+    pub unstorable: u64,
+    /// Spooled lines that were corrupt or older than the spool's age limit.
+    pub discarded: u64,
+}
+
+impl Dropped {
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.queue_full
+            + self.unencodable
+            + self.too_large
+            + self.rejected
+            + self.unstorable
+            + self.discarded
+    }
+}
+
+impl Stats {
+    /// Events neither delivered, dropped nor spooled yet. The accounting always satisfies
+    /// `captured + restored == delivered + dropped.total() + spooled + pending()`, and after
+    /// shutdown `pending()` is 0.
+    pub fn pending(&self) -> u64 {
+        (self.captured + self.restored)
+            .saturating_sub(self.delivered + self.spooled + self.dropped.total())
+    }
+}
+
+impl Telemetry {
+    /// Starts configuring telemetry for the application `app` at `version`. `app` names the
+    /// state directory and, upper-cased, the prefix of the environment variables
+    /// (`jobs` → `JOBS_TELEMETRY`, `JOBS_TELEMETRY_ENDPOINT`, ...).
+    pub fn builder(app: impl Into<String>, version: impl Into<String>) -> Builder {
+        Builder {
+            app: app.into(),
+            version: version.into(),
+            api_key: String::new(),
+            endpoint: None,
+            prefix: None,
+            env: Env::Process,
+            limits: Limits::default(),
+            mode: None,
+            default_mode: Mode::On,
+            state_dir: None,
+            debug: None,
+        }
+    }
+
+    /// A handle that captures nothing.
+    pub fn off() -> Telemetry {
+        Telemetry { shared: None }
+    }
+
+    /// Anonymizes and encodes `event` on this thread, then queues it for upload without
+    /// blocking. Never panics and never waits: if the queue is full the event is dropped and
+    /// counted. Does nothing when telemetry is off.
+    pub fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+        if let Some(shared) = &self.shared {
+            shared.capture(event);
+        }
+    }
+
+    /// Delivers everything pending, waiting at most `timeout`. Returns whether everything was
+    /// delivered. Events not delivered stay pending; nothing is spooled.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|shared| shared.flush(Instant::now() + timeout))
+    }
+
+    /// Stops accepting events, delivers what is pending for at most `deadline`, spools the
+    /// rest and returns the final accounting. Later calls, and dropping the guard, do nothing.
+    pub fn shutdown(&self, deadline: Duration) -> Stats {
+        if let Some(shared) = &self.shared {
+            shared.shutdown(Instant::now() + deadline);
+        }
+        self.stats()
+    }
+
+    /// The accounting so far.
+    pub fn stats(&self) -> Stats {
+        let Some(shared) = &self.shared else {
+            return Stats::default();
+        };
+        let c = &shared.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            captured: get(&c.captured),
+            restored: get(&c.restored),
+            delivered: get(&c.delivered),
+            spooled: get(&c.spooled),
+            dropped: Dropped {
+                queue_full: get(&c.queue_full),
+                unencodable: get(&c.unencodable),
+                too_large: get(&c.too_large),
+                rejected: get(&c.rejected),
+                unstorable: get(&c.unstorable),
+                discarded: get(&c.discarded),
+            },
+            ignored: get(&c.ignored),
+        }
+    }
+
+    /// What telemetry does in this process.
+    pub fn mode(&self) -> Mode {
+        self.shared.as_ref().map_or(Mode::Off, |shared| shared.mode)
+    }
+
+    /// The URL events are uploaded to, or `None` when nothing is uploaded.
+    pub fn endpoint(&self) -> Option<&str> {
+        let shared = self.shared.as_ref()?;
+        match shared.mode {
+            Mode::On => shared.endpoint.as_ref().map(|e| e.batch_url.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The state directory in use, or `None` if it could not be used (the identity is then
+    /// ephemeral and nothing is spooled).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.shared.as_ref()?.state_dir.as_deref()
+    }
+
+    /// The anonymous installation id events are sent under (`distinct_id`).
+    pub fn installation_id(&self) -> Option<&str> {
+        Some(&self.shared.as_ref()?.identity.installation_id)
+    }
+
+    /// Whether the pipeline is still accepting events.
+    pub fn is_running(&self) -> bool {
+        self.shared.as_ref().is_some_and(|shared| shared.is_open())
+    }
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("mode", &self.mode())
+            .field("endpoint", &self.endpoint())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryGuard {
+    /// A handle on the same pipeline, to keep or pass around.
+    pub fn handle(&self) -> Telemetry {
+        self.telemetry.clone()
+    }
+}
+
+impl Deref for TelemetryGuard {
+    type Target = Telemetry;
+
+    fn deref(&self) -> &Telemetry {
+        &self.telemetry
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.telemetry.shared {
+            shared.shutdown(Instant::now() + shared.limits.flush_deadline);
+        }
+    }
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TelemetryGuard").field(&self.telemetry).finish()
+    }
+}
+
+/// Configures and starts telemetry. Every setting has a default; the environment variables
+/// named below use the prefix from [`Builder::env_prefix`].
+#[derive(Debug)]
+#[must_use = "call `.start()` to start telemetry"]
+pub struct Builder {
+    app: String,
+    version: String,
+    api_key: String,
+    endpoint: Option<String>,
+    prefix: Option<String>,
+    env: Env,
+    limits: Limits,
+    mode: Option<Mode>,
+    default_mode: Mode,
+    state_dir: Option<PathBuf>,
+    debug: Option<bool>,
+}
+
+impl Builder {
+    /// The PostHog project API key (`phc_...`). It is sent with every batch; it only allows
+    /// sending events, so it is not a secret.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = key.into();
+        self
+    }
+
+    /// The PostHog instance to upload to, usually compiled in with
+    /// `option_env!("JOBS_TELEMETRY_ENDPOINT")`: its origin (`https://eu.i.posthog.com`) or its
+    /// `/batch/` URL. `None` (the default) uploads nothing; events go to the local log. The
+    /// `PREFIX_TELEMETRY_ENDPOINT` variable overrides it at run time. `http://` is refused
+    /// except to loopback addresses.
+    pub fn endpoint(mut self, url: Option<&str>) -> Self {
+        self.endpoint = url.map(str::to_owned);
+        self
+    }
+
+    /// The prefix of the environment variables. Default: the app name upper-cased, with
+    /// anything but letters and digits replaced by `_` (`cua-bench` → `CUA_BENCH`).
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// The mode the application decided (for example from a `--no-telemetry` flag). An opt-out
+    /// from the environment (`DO_NOT_TRACK`, `PREFIX_TELEMETRY=off`) still wins over `On`.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The mode when nothing else decides. Default: [`Mode::On`].
+    pub fn default_mode(mut self, mode: Mode) -> Self {
+        self.default_mode = mode;
+        self
+    }
+
+    /// The state directory (identity, key, spool, local log). Default: `PREFIX_TELEMETRY_DIR`,
+    /// else `<config dir>/<app>/telemetry`, the config directory being `$XDG_CONFIG_HOME` when
+    /// set, else the platform's.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Print every payload to stderr, pretty-printed, exactly as it is sent or logged.
+    /// Default: whether `PREFIX_TELEMETRY_DEBUG` is set to something other than `0`/`false`.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+
+    /// Read the variables this library consults (`PREFIX_TELEMETRY*`, `DO_NOT_TRACK`,
+    /// `XDG_CONFIG_HOME`, `HOME`, the proxy variables) from `vars` instead of the process
+    /// environment. For tests, and for applications that run with a sanitized environment.
+    pub fn environment<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.env = Env::Map(map);
+        self
+    }
+
+    /// The most events per request. Default: 100.
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.limits.batch_size = events.max(1);
+        self
+    }
+
+    /// How long an event may wait for a full batch before it is sent anyway. Default: 3 s.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.limits.flush_interval = interval;
+        self
+    }
+
+    /// How many events may wait between `capture` and the background thread; more are
+    /// dropped and counted. It also bounds the events held in memory while the endpoint is
+    /// failing (older ones are spooled). Default: 10,000.
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.limits.queue_capacity = events.max(1);
+        self
+    }
+
+    /// The TCP (and proxy) connect timeout. Default: 1 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.connect_timeout = timeout;
+        self
+    }
+
+    /// The most one request may take, from DNS to the end of the response. Default: 5 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.request_timeout = timeout;
+        self
+    }
+
+    /// How long dropping the guard may wait for delivery before spooling what is left.
+    /// Default: 300 ms.
+    pub fn flush_deadline(mut self, deadline: Duration) -> Self {
+        self.limits.flush_deadline = deadline;
+        self
+    }
+
+    /// Attempts per batch before it is spooled for a later process. Default: 5.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.limits.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The backoff between attempts: the n-th retry waits between half and all of
+    /// `base · 2^(n-1)`, at most `max`, and never less than the server's `Retry-After`.
+    /// Default: 500 ms, 30 s.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.limits.backoff_base = base;
+        self.limits.backoff_max = max.max(base);
+        self
+    }
+
+    /// Bodies of at least this many bytes are sent gzip-compressed. Default: 1024.
+    pub fn gzip_threshold(mut self, bytes: usize) -> Self {
+        self.limits.gzip_threshold = bytes;
+        self
+    }
+
+    /// Send `"$ip": "0.0.0.0"`, so PostHog does not store the sender's address with the event.
+    /// Default: `true`. With `false`, PostHog records the address the request came from,
+    /// unless the project discards client IPs.
+    pub fn mask_ip(mut self, mask: bool) -> Self {
+        self.limits.mask_ip = mask;
+        self
+    }
+
+    /// The spool's limits: events beyond `max_bytes` are dropped (the oldest are kept), and
+    /// spool files older than `max_age` are discarded unsent. Default: 4 MiB, 7 days.
+    pub fn spool_limits(mut self, max_bytes: u64, max_age: Duration) -> Self {
+        self.limits.spool_max_bytes = max_bytes;
+        self.limits.spool_max_age = max_age;
+        self
+    }
+
+    /// The local log's size: when full it is renamed to `events.1.jsonl` (replacing the
+    /// previous one) and started afresh. Default: 1 MiB.
+    pub fn local_log_limit(mut self, bytes: u64) -> Self {
+        self.limits.local_log_max_bytes = bytes;
+        self
+    }
+
+    /// Events whose encoded properties exceed this are dropped and counted (PostHog refuses
+    /// events above about 1 MB). Default: 512 KiB.
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_event_bytes = bytes;
+        self
+    }
+
+    /// Decides the mode and starts telemetry. Nothing is written, started or opened when the
+    /// mode is off. Otherwise the state directory and identity are created if missing; the
+    /// background thread starts with the first event, or now if the spool holds events from
+    /// an earlier process. The first guard started in a process also serves the global
+    /// [`capture`](crate::capture).
+    pub fn start(self) -> TelemetryGuard {
+        let telemetry = self.start_handle();
+        install_global(&telemetry);
+        TelemetryGuard { telemetry }
+    }
+
+    fn start_handle(self) -> Telemetry {
+        let env = self.env;
+        let prefix = self.prefix.unwrap_or_else(|| default_prefix(&self.app));
+        let decision = consent::decide(&env, &prefix, self.mode, self.default_mode);
+        log::debug!(
+            "{} telemetry is {} ({})",
+            self.app,
+            decision.mode,
+            decision.source
+        );
+        if decision.mode == Mode::Off {
+            return Telemetry::off();
+        }
+        let endpoint_text = env
+            .text(&format!("{prefix}_TELEMETRY_ENDPOINT"))
+            .or(self.endpoint);
+        let mut endpoint = endpoint_text.and_then(|text| match Endpoint::parse(&text) {
+            Ok(endpoint) => Some(endpoint),
+            Err(error) => {
+                log::warn!("{} telemetry will not upload: {error}", self.app);
+                None
+            }
+        });
+        let proxy = match endpoint.as_ref().and_then(|e| proxy_for(e, &env)) {
+            None => None,
+            Some(url) => match ureq::Proxy::new(&url) {
+                Ok(proxy) => Some(proxy),
+                Err(error) => {
+                    // Going around a proxy the user set up could break their network policy.
+                    log::warn!(
+                        "{} telemetry will not upload: the proxy setting is invalid ({error})",
+                        self.app
+                    );
+                    endpoint = None;
+                    None
+                }
+            },
+        };
+        let mode = match (decision.mode, &endpoint) {
+            (Mode::On, None) => Mode::Local,
+            (mode, _) => mode,
+        };
+        let state_dir = self
+            .state_dir
+            .or_else(|| default_state_dir(&self.app, &prefix, &env));
+        let (identity, state_dir) = match state_dir {
+            Some(dir) => match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
+                Ok(identity) => (identity, Some(dir)),
+                Err(error) => {
+                    log::warn!(
+                        "{} telemetry cannot use {}: {error}; using a temporary identity",
+                        self.app,
+                        dir.display()
+                    );
+                    (Identity::ephemeral(), None)
+                }
+            },
+            None => (Identity::ephemeral(), None),
+        };
+        let debug = self.debug.unwrap_or_else(|| {
+            env.text(&format!("{prefix}_TELEMETRY_DEBUG"))
+                .is_some_and(|value| !matches!(value.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
+        });
+        let shared = Shared::new(Parts {
+            app: self.app,
+            version: self.version,
+            mode,
+            limits: self.limits,
+            api_key: self.api_key,
+            endpoint,
+            proxy,
+            identity,
+            state_dir,
+            debug,
+        });
+        if shared.spool.as_ref().is_some_and(|spool| spool.has_files()) {
+            shared.ensure_worker();
+        }
+        Telemetry {
+            shared: Some(shared),
+        }
+    }
+}
+
+// The pipeline that the free functions use. `STATE` alone decides the off case, so `capture`
+// costs one atomic load when telemetry is off.
+const UNSET: u8 = 0;
+const OFF: u8 = 1;
+const ACTIVE: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNSET);
+static GLOBAL: AtomicPtr<Shared> = AtomicPtr::new(ptr::null_mut());
+static IGNORED_BEFORE_START: AtomicU64 = AtomicU64::new(0);
+
+fn install_global(telemetry: &Telemetry) {
+    let Some(shared) = &telemetry.shared else {
+        let _ = STATE.compare_exchange(UNSET, OFF, Ordering::AcqRel, Ordering::Acquire);
+        return;
+    };
+    let current = GLOBAL.load(Ordering::Acquire);
+    if current_global().is_some_and(Shared::is_open) {
+        log::debug!("telemetry is already running; the new pipeline is not the global one");
+        return;
+    }
+    let new = Arc::into_raw(Arc::clone(shared)).cast_mut();
+    if GLOBAL
+        .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: `new` came from `Arc::into_raw` just above and was not published.
+        drop(unsafe { Arc::from_raw(new) });
+        return;
+    }
+    // The replaced pipeline is deliberately leaked: another thread may still be capturing
+    // through it, and it is one small allocation per start.
+    STATE.store(ACTIVE, Ordering::Release);
+}
+
+fn current_global() -> Option<&'static Shared> {
+    let current = GLOBAL.load(Ordering::Acquire);
+    // SAFETY: a non-null `GLOBAL` comes from `Arc::into_raw` and is never released, so it
+    // points to a live `Shared` for the rest of the process.
+    (!current.is_null()).then(|| unsafe { &*current })
+}
+
+/// Captures `event` through the telemetry started first in this process (see
+/// [`Telemetry::capture`]). Before any start, and after shutdown, this does nothing but count
+/// the call; when telemetry is off it is one atomic load.
+pub fn capture<E: TelemetryEvent + ?Sized>(event: &E) {
+    match STATE.load(Ordering::Acquire) {
+        OFF => {}
+        ACTIVE => {
+            if let Some(shared) = current_global() {
+                shared.capture(event);
+            }
+        }
+        _ => {
+            IGNORED_BEFORE_START.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A handle on the global telemetry, or an off handle if none was started.
+pub fn global() -> Telemetry {
+    match STATE.load(Ordering::Acquire) {
+        ACTIVE => {
+            let current = GLOBAL.load(Ordering::Acquire);
+            if current.is_null() {
+                return Telemetry::off();
+            }
+            // SAFETY: as in `current_global`; the strong count is raised before the new `Arc`
+            // is made, and the leaked reference is never released, so the count stays >= 1.
+            let shared = unsafe {
+                Arc::increment_strong_count(current);
+                Arc::from_raw(current)
+            };
+            Telemetry {
+                shared: Some(shared),
+            }
+        }
+        _ => Telemetry::off(),
+    }
+}
+
+/// Calls to the global [`capture`] made before any telemetry was started.
+pub fn ignored_before_start() -> u64 {
+    IGNORED_BEFORE_START.load(Ordering::Relaxed)
+}
