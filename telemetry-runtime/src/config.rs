@@ -74,7 +74,15 @@ pub(crate) struct Limits {
     pub local_log_max_bytes: u64,
     pub max_event_bytes: usize,
     pub max_batch_bytes: usize,
+    pub max_buffer_bytes: usize,
 }
+
+/// The largest duration any setting accepts; larger values are read as this, so that no
+/// deadline arithmetic can overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest event PostHog accepts is about 1 MB, and one larger event fails its whole batch.
+pub(crate) const MAX_EVENT_BYTES: usize = 900_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -93,8 +101,9 @@ impl Default for Limits {
             spool_max_bytes: 4 << 20,
             spool_max_age: Duration::from_secs(7 * 24 * 3600),
             local_log_max_bytes: 1 << 20,
-            max_event_bytes: 512 << 10,
+            max_event_bytes: 32 << 10,
             max_batch_bytes: 4 << 20,
+            max_buffer_bytes: 16 << 20,
         }
     }
 }
@@ -159,7 +168,11 @@ impl Endpoint {
         };
         let path = uri.path().trim_end_matches('/');
         let path = path.strip_suffix("/batch").unwrap_or(path);
-        let batch_url = format!("{}://{}{path}/batch/", scheme.to_ascii_lowercase(), authority);
+        let batch_url = format!(
+            "{}://{}{path}/batch/",
+            scheme.to_ascii_lowercase(),
+            authority
+        );
         Ok(Endpoint {
             batch_url,
             host,
@@ -182,7 +195,9 @@ pub(crate) fn proxy_for(endpoint: &Endpoint, env: &Env) -> Option<String> {
         return None;
     }
     let proxy = env.first_text(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])?;
-    let no_proxy = env.first_text(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
+    let no_proxy = env
+        .first_text(&["NO_PROXY", "no_proxy"])
+        .unwrap_or_default();
     if no_proxy_matches(&no_proxy, &endpoint.host) {
         None
     } else {
@@ -274,15 +289,31 @@ mod tests {
     #[test]
     fn endpoints_are_normalised_to_the_batch_route() {
         for (given, expected) in [
-            ("https://eu.i.posthog.com", "https://eu.i.posthog.com/batch/"),
-            ("https://eu.i.posthog.com/", "https://eu.i.posthog.com/batch/"),
-            ("https://ph.example.com/ingest", "https://ph.example.com/ingest/batch/"),
-            ("https://ph.example.com/batch/", "https://ph.example.com/batch/"),
+            (
+                "https://eu.i.posthog.com",
+                "https://eu.i.posthog.com/batch/",
+            ),
+            (
+                "https://eu.i.posthog.com/",
+                "https://eu.i.posthog.com/batch/",
+            ),
+            (
+                "https://ph.example.com/ingest",
+                "https://ph.example.com/ingest/batch/",
+            ),
+            (
+                "https://ph.example.com/batch/",
+                "https://ph.example.com/batch/",
+            ),
             ("HTTP://127.0.0.1:8080", "http://127.0.0.1:8080/batch/"),
             ("http://[::1]:9/x/", "http://[::1]:9/x/batch/"),
             ("http://localhost:1", "http://localhost:1/batch/"),
         ] {
-            assert_eq!(Endpoint::parse(given).unwrap().batch_url, expected, "{given}");
+            assert_eq!(
+                Endpoint::parse(given).unwrap().batch_url,
+                expected,
+                "{given}"
+            );
         }
     }
 

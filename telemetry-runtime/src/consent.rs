@@ -82,7 +82,11 @@ pub(crate) fn decide(env: &Env, prefix: &str, explicit: Option<Mode>, default: M
     }
     match env.var("DO_NOT_TRACK") {
         Var::Unset => {}
-        Var::Text(text) if matches!(text.trim().to_ascii_lowercase().as_str(), "" | "0" | "false") => {}
+        Var::Text(text)
+            if matches!(
+                text.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false"
+            ) => {}
         Var::Text(text) => signals.push((Mode::Off, format!("DO_NOT_TRACK={}", text.trim()))),
         Var::NotUnicode => signals.push((Mode::Off, "DO_NOT_TRACK (unreadable)".to_owned())),
     }
@@ -140,7 +144,12 @@ mod tests {
 
     #[test]
     fn local_wins_over_on() {
-        let decided = decide(&env(&[("JOBS_TELEMETRY", "Local")]), "JOBS", Some(Mode::On), Mode::On);
+        let decided = decide(
+            &env(&[("JOBS_TELEMETRY", "Local")]),
+            "JOBS",
+            Some(Mode::On),
+            Mode::On,
+        );
         assert_eq!(decided.mode, Mode::Local);
         assert_eq!(decided.source, "JOBS_TELEMETRY=Local");
     }
@@ -167,6 +176,12 @@ mod tests {
     #[test]
     fn the_default_decides_when_nothing_is_set() {
         let decided = decide(&env(&[]), "X", None, Mode::Local);
-        assert_eq!(decided, Decision { mode: Mode::Local, source: "default (local)".into() });
+        assert_eq!(
+            decided,
+            Decision {
+                mode: Mode::Local,
+                source: "default (local)".into()
+            }
+        );
     }
 }

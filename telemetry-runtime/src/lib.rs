@@ -81,12 +81,12 @@ pub mod __private;
 pub struct ReadmeDoctests;
 
 pub use consent::{Mode, ParseModeError};
-pub use telemetry::{
-    Builder, Dropped, Stats, Telemetry, TelemetryGuard, capture, global, ignored_before_start,
-};
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};
+pub use telemetry::{
+    Builder, Dropped, Stats, Telemetry, TelemetryGuard, capture, global, ignored_before_start,
+};
 /// Derives [`TelemetryEvent`](trait@TelemetryEvent) for a struct with named fields.
 ///
 /// See the [crate documentation](crate) and [`dispositions`] for the attributes.

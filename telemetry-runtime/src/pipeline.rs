@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -46,10 +46,7 @@ pub(crate) struct Captured {
 /// A request to the background thread.
 pub(crate) enum Control {
     /// Deliver what is pending until `until`, then answer whether everything was delivered.
-    Flush {
-        until: Instant,
-        done: Sender<bool>,
-    },
+    Flush { until: Instant, done: Sender<bool> },
     /// Deliver until `until`, spool the rest and stop.
     Shutdown { until: Instant, done: Sender<()> },
 }
@@ -60,17 +57,64 @@ pub(crate) struct Line {
     /// Whether the line is one of the counted events (every event except the pipeline's own
     /// report of dropped events, which is not the application's).
     pub counted: bool,
-    /// The spool file the line was read from; it is deleted once all its lines are settled.
-    #[expect(dead_code, reason = "held only so that dropping the last line releases the file")]
+    /// The spool file the line was read from. The file is deleted once all its lines are
+    /// settled; a line dropped without settling leaves it for a later process.
     pub origin: Option<Arc<Claim>>,
 }
 
-/// Lines not yet confirmed, the batch in flight included.
+impl Line {
+    /// Marks the line as having reached its end: delivered, dropped or spooled anew.
+    pub(crate) fn settle(self) {
+        if let Some(claim) = &self.origin {
+            claim.settle_one();
+        }
+    }
+}
+
+/// Lines not yet confirmed, the batch in flight included. Only the background thread takes
+/// lines from the front, and only while the outbox is open; closing it takes all of them.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    pub lines: VecDeque<Line>,
+    lines: VecDeque<Line>,
+    bytes: usize,
     /// Set once the remaining lines have been spooled; nothing is sent or counted after that.
     pub closed: bool,
+}
+
+impl Outbox {
+    pub(crate) fn push_back(&mut self, line: Line) {
+        self.bytes += line.json.len();
+        self.lines.push_back(line);
+    }
+
+    pub(crate) fn push_front(&mut self, line: Line) {
+        self.bytes += line.json.len();
+        self.lines.push_front(line);
+    }
+
+    pub(crate) fn take_front(&mut self, count: usize) -> Vec<Line> {
+        let count = count.min(self.lines.len());
+        let taken: Vec<Line> = self.lines.drain(..count).collect();
+        self.bytes -= taken.iter().map(|line| line.json.len()).sum::<usize>();
+        taken
+    }
+
+    pub(crate) fn lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The bytes of JSON held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 /// The running counters behind [`Stats`](crate::Stats).
@@ -125,6 +169,7 @@ pub(crate) struct Shared {
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
     shut_down: AtomicBool,
+    shutting_down: Mutex<()>,
     pub outbox: Mutex<Outbox>,
 }
 
@@ -150,7 +195,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn new(parts: Parts) -> Arc<Shared> {
         let (events_tx, events_rx) = crossbeam_channel::bounded(parts.limits.queue_capacity);
-        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let (control_tx, control_rx) = crossbeam_channel::bounded(16);
         let spool = match (&parts.state_dir, parts.mode) {
             (Some(dir), Mode::On) => Some(Spool::new(
                 dir.join("spool"),
@@ -206,6 +251,7 @@ impl Shared {
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
             shut_down: AtomicBool::new(false),
+            shutting_down: Mutex::new(()),
             outbox: Mutex::new(Outbox::default()),
         })
     }
@@ -217,61 +263,70 @@ impl Shared {
 
     /// Stops accepting events for the rest of the process, after `reason` (logged).
     pub(crate) fn disable(&self, reason: &str) {
-        log::error!("{} telemetry is disabled for this process: {reason}", self.app);
+        // Closed before logging, so a logger that captures telemetry cannot re-enter.
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        log::error!(
+            "{} telemetry is disabled for this process: {reason}",
+            self.app
+        );
     }
 
     /// Encodes `event` on the caller's thread and queues it without blocking.
     pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
-        if self.gate.fetch_add(1, Ordering::Acquire) & CLOSED != 0 {
-            self.gate.fetch_sub(1, Ordering::Release);
+        if !self.is_open() {
             Counters::add(&self.counters.ignored, 1);
             return;
         }
-        Counters::add(&self.counters.captured, 1);
         let at = SystemTime::now();
         // A `#[plain]` field's `Serialize` is the application's code: if it panics, the event
-        // is dropped and the panic stays here.
+        // is dropped and the panic stays here. Encoding happens before the gate, so a slow
+        // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
             let mut buf = JsonBuf::with_capacity(512);
             crate::event::write_properties(event, &mut buf, &self.identity.key);
             buf.finish()
         }));
-        match encoded {
+        // Between entering and leaving the gate, shutdown waits; past it, nothing is queued.
+        if self.gate.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
+            self.gate.fetch_sub(1, Ordering::Release);
+            Counters::add(&self.counters.ignored, 1);
+            return;
+        }
+        Counters::add(&self.counters.captured, 1);
+        let name = E::SCHEMA.name;
+        let dropped = match encoded {
             Ok(Ok(properties)) if properties.len() <= self.limits.max_event_bytes => {
                 self.ensure_worker();
                 let captured = Captured {
-                    name: E::SCHEMA.name,
+                    name,
                     at,
                     properties,
                 };
-                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                    self.events_tx.try_send(captured)
-                {
-                    Counters::add(&self.counters.queue_full, 1);
+                match self.events_tx.try_send(captured) {
+                    Ok(()) => None,
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                        Counters::add(&self.counters.queue_full, 1);
+                        None
+                    }
                 }
             }
             Ok(Ok(_)) => {
                 Counters::add(&self.counters.too_large, 1);
-                log::warn!(
-                    "dropped a `{}` event larger than {} bytes",
-                    E::SCHEMA.name,
-                    self.limits.max_event_bytes
-                );
+                Some(format!("larger than {} bytes", self.limits.max_event_bytes))
             }
             Ok(Err(error)) => {
                 Counters::add(&self.counters.unencodable, 1);
-                log::warn!("dropped a `{}` event: {error}", E::SCHEMA.name);
+                Some(error.to_string())
             }
             Err(_) => {
                 Counters::add(&self.counters.unencodable, 1);
-                log::warn!(
-                    "dropped a `{}` event: encoding it panicked",
-                    E::SCHEMA.name
-                );
+                Some("encoding it panicked".to_owned())
             }
-        }
+        };
         self.gate.fetch_sub(1, Ordering::Release);
+        if let Some(reason) = dropped {
+            log::warn!("dropped a `{name}` event: {reason}");
+        }
     }
 
     /// Starts the background thread unless it runs already.
@@ -283,7 +338,7 @@ impl Shared {
 
     fn start_worker(&self) {
         let mut slot = lock(&self.worker);
-        if self.worker_started.load(Ordering::Acquire) {
+        if self.worker_started.load(Ordering::Acquire) || self.shut_down.load(Ordering::Acquire) {
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
@@ -300,16 +355,17 @@ impl Shared {
     /// Completes a captured event into the object PostHog expects, with a v7 uuid made from
     /// the capture time.
     pub(crate) fn assemble(&self, captured: &Captured, random: [u8; 10]) -> Line {
-        let millis = captured
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let millis = captured.at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
         let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
         let mut out = JsonBuf::with_capacity(captured.properties.len() + 320);
         {
             let mut object = out.object();
             object.key("event").string(captured.name);
-            object.key("distinct_id").raw(self.distinct_id_json.as_bytes());
+            object
+                .key("distinct_id")
+                .raw(self.distinct_id_json.as_bytes());
             let properties = &captured.properties;
             let inner = &properties[1..properties.len() - 1];
             let target = object.key("properties");
@@ -321,9 +377,10 @@ impl Shared {
             target.raw(self.common_properties.as_bytes());
             target.raw(b"}");
             object.key("timestamp").timestamp(captured.at);
-            object
-                .key("uuid")
-                .string(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+            object.key("uuid").string(
+                uuid.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
             object.end();
         }
         let bytes = out.finish().expect("only pre-encoded JSON is written");
@@ -347,25 +404,34 @@ impl Shared {
         let mut random = crate::worker::RandomPool::new();
         while let Ok(captured) = self.events_rx.try_recv() {
             let line = self.assemble(&captured, random.take());
-            outbox.lines.push_back(line);
+            outbox.push_back(line);
         }
-        let lines = std::mem::take(&mut outbox.lines);
+        let lines = outbox.take_front(usize::MAX);
         self.store(lines);
     }
 
     /// Puts lines that cannot be sent now where they will be found later: the spool (or the
-    /// local log in `local` mode). What does not fit is dropped and counted.
-    pub(crate) fn store(&self, lines: VecDeque<Line>) {
+    /// local log in `local` mode), and settles them. What does not fit is dropped and counted.
+    /// Callers hold the outbox lock, so a shutdown cannot finish while lines are in here.
+    pub(crate) fn store(&self, lines: Vec<Line>) {
         if lines.is_empty() {
             return;
         }
-        let counted = |lines: &[&Line]| lines.iter().filter(|line| line.counted).count() as u64;
-        let all: Vec<&Line> = lines.iter().collect();
+        let texts = lines.iter().map(|line| line.json.as_str());
         let stored = match (&self.spool, &self.local_log) {
-            (Some(spool), _) => spool.write(all.iter().map(|line| line.json.as_str())),
-            (None, Some(log)) => log
-                .append(all.iter().map(|line| line.json.as_str()))
-                .map(|()| all.len()),
+            (Some(spool), _) => {
+                // The files these lines were restored from are deleted once they are settled.
+                let mut reclaimable = 0;
+                let mut seen = Vec::new();
+                for claim in lines.iter().filter_map(|line| line.origin.as_ref()) {
+                    if !seen.iter().any(|c| Arc::ptr_eq(c, claim)) {
+                        reclaimable += claim.bytes;
+                        seen.push(Arc::clone(claim));
+                    }
+                }
+                spool.write(texts, reclaimable)
+            }
+            (None, Some(log)) => log.append(texts).map(|()| lines.len()),
             (None, None) => Ok(0),
         };
         let stored = stored.unwrap_or_else(|error| {
@@ -377,33 +443,38 @@ impl Shared {
         } else {
             &self.counters.delivered
         };
-        Counters::add(target, counted(&all[..stored]));
-        let lost = counted(&all[stored..]);
+        let (kept, lost) = lines.split_at(stored);
+        Counters::add(target, counted(kept));
+        let lost = counted(lost);
         if lost > 0 {
             log::warn!("dropped {lost} telemetry events: no room to keep them");
         }
         Counters::add(&self.counters.unstorable, lost);
-        // Dropping the lines releases the spool files they were read from.
+        lines.into_iter().for_each(Line::settle);
     }
 
     /// Stops the pipeline: no more events are accepted, what is pending is delivered until
-    /// `until`, and what is not confirmed by then is spooled.
+    /// `until`, and what is not confirmed by then is spooled. A second caller waits for the
+    /// first to finish.
     pub(crate) fn shutdown(&self, until: Instant) {
-        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
-        if self.shut_down.swap(true, Ordering::AcqRel) {
+        let _one_at_a_time = lock(&self.shutting_down);
+        if self.shut_down.load(Ordering::Acquire) {
             return;
         }
-        // Let captures that passed the gate finish queuing.
-        while self.gate.load(Ordering::Acquire) & !CLOSED != 0 && Instant::now() < until {
+        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        // Captures inside the gate only queue (and may start the thread): wait for them, so
+        // that nothing is queued after the final drain.
+        while self.gate.load(Ordering::Acquire) & !CLOSED != 0 {
             std::thread::yield_now();
         }
+        self.shut_down.store(true, Ordering::Release);
         let handle = lock(&self.worker).take();
         if let Some(handle) = handle {
             let (done_tx, done_rx) = crossbeam_channel::bounded(1);
             let finished = !handle.is_finished()
                 && self
                     .control_tx
-                    .send(Control::Shutdown {
+                    .try_send(Control::Shutdown {
                         until,
                         done: done_tx,
                     })
@@ -418,16 +489,35 @@ impl Shared {
 
     /// Asks the background thread to deliver everything pending, waiting at most until `until`.
     pub(crate) fn flush(&self, until: Instant) -> bool {
-        if !self.worker_started.load(Ordering::Acquire) {
-            return self.events_rx.is_empty();
+        if self.shut_down.load(Ordering::Acquire) || !self.is_open() {
+            return self.events_rx.is_empty() && lock(&self.outbox).is_empty();
+        }
+        let running = lock(&self.worker)
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished());
+        if !running {
+            return self.events_rx.is_empty() && lock(&self.outbox).is_empty();
         }
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.control_tx
-            .send(Control::Flush {
+            .try_send(Control::Flush {
                 until,
                 done: done_tx,
             })
             .is_ok()
             && done_rx.recv_deadline(until).unwrap_or(false)
     }
+}
+
+/// How many of `lines` are counted events.
+pub(crate) fn counted(lines: &[Line]) -> u64 {
+    lines.iter().filter(|line| line.counted).count() as u64
+}
+
+/// The instant `duration` from now, or one far in the future if that cannot be represented.
+pub(crate) fn after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }

@@ -5,15 +5,17 @@
 //! sent with, so PostHog counts a replayed event once even if an earlier attempt did arrive.
 //!
 //! A file is claimed before it is read: the claimer takes an exclusive lock on it and then
-//! renames it to a name of its own. The lock is held until the file's events are delivered or
-//! written to a new spool file, and then the file is deleted. Two processes starting at once
-//! therefore never both send one file, and a file whose claimer was killed becomes claimable
-//! again when the kernel releases the dead process's lock.
+//! renames it to a name of its own. The lock is held until each of the file's events is
+//! settled (delivered, dropped, or written to a new spool file), and then the file is deleted.
+//! Two processes starting at once therefore never both send one file. A file whose claimer
+//! died, or dropped its lines without settling them, stays on disk and becomes claimable again
+//! when the lock is released.
 
 use std::fs::{self, File};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -22,6 +24,8 @@ use serde::de::IgnoredAny;
 use crate::state::{create_private_dir, unique_name, write_new_private};
 
 const PENDING: &str = ".jsonl";
+/// PostHog refuses a whole batch when one event in it is larger than about 1 MB.
+const MAX_LINE_BYTES: usize = 1_000_000;
 const CLAIMED: &str = ".claimed";
 /// Temporary files older than this were left by a process that died while writing them.
 const ABANDONED_TEMP: Duration = Duration::from_secs(3600);
@@ -34,38 +38,58 @@ pub(crate) struct Spool {
     max_age: Duration,
 }
 
-/// A spool file this process has claimed. Dropping it deletes the file, which is done once
-/// every event read from it has been delivered, dropped or spooled anew.
+/// The name of the pipeline's own report of dropped events, which is not counted as one of
+/// the application's events.
+pub(crate) const DROP_REPORT: &str = "telemetry_dropped";
+
+/// A spool file this process has claimed. The file is deleted when the last of its lines is
+/// settled; dropping the claim before that only releases the lock.
 #[derive(Debug)]
 pub(crate) struct Claim {
     path: PathBuf,
-    // Holds the lock until the file is deleted.
+    /// The file's size, which stops counting against the spool limit once it is settled.
+    pub bytes: u64,
+    unsettled: AtomicUsize,
+    // Holds the lock for as long as the claim lives.
     _file: File,
 }
 
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if let Err(error) = fs::remove_file(&self.path) {
-            log::debug!("could not remove a delivered spool file: {error}");
+impl Claim {
+    /// Records that one of the file's lines reached its end; the last one deletes the file.
+    pub(crate) fn settle_one(&self) {
+        if self.unsettled.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Err(error) = fs::remove_file(&self.path)
+        {
+            log::debug!("could not remove a settled spool file: {error}");
         }
     }
+}
+
+/// One line read from a claimed file.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    pub json: String,
+    /// False for the pipeline's own drop reports.
+    pub counted: bool,
+    pub claim: Arc<Claim>,
 }
 
 /// What claiming found.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
-    /// Event lines, each with the claim it came from.
-    pub lines: Vec<(String, Arc<Claim>)>,
-    /// Lines that were not events (a file cut short by a crash, or edited), and lines from
-    /// files older than the age limit: read, and dropped.
+    pub lines: Vec<Restored>,
+    /// Counted lines that were not valid events (a file cut short by a crash, or edited), too
+    /// large, or older than the age limit: read, and dropped.
     pub discarded: u64,
 }
 
 /// The fields every event line must have for PostHog to accept the batch it is in.
 #[derive(Deserialize)]
-struct EventShape {
-    #[serde(rename = "event")]
-    _event: IgnoredAny,
+struct EventShape<'a> {
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
     #[serde(rename = "distinct_id")]
     _distinct_id: IgnoredAny,
     #[serde(rename = "uuid")]
@@ -112,9 +136,16 @@ impl Spool {
 
     /// Writes the first of `lines` that fit within the size limit to a new spool file and
     /// returns how many were written. The spool keeps the oldest events when it is full.
-    pub(crate) fn write<'a>(&self, lines: impl IntoIterator<Item = &'a str>) -> io::Result<usize> {
+    /// `reclaimable` bytes of the spool belong to files that these lines came from, which are
+    /// deleted once the lines are written, so they do not count against the limit.
+    pub(crate) fn write<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a str>,
+        reclaimable: u64,
+    ) -> io::Result<usize> {
         create_private_dir(&self.dir)?;
-        let room = self.max_bytes.saturating_sub(self.used_bytes());
+        let used = self.used_bytes().saturating_sub(reclaimable);
+        let room = self.max_bytes.saturating_sub(used);
         let mut contents = Vec::new();
         let mut written = 0;
         for line in lines {
@@ -150,33 +181,29 @@ impl Spool {
             let path = self.dir.join(&name);
             if name.starts_with(".tmp-") {
                 remove_if_older(&path, ABANDONED_TEMP);
-            } else if name.ends_with(PENDING) || name.ends_with(CLAIMED) {
-                if let Err(error) = self.claim_file(&path, &mut claimed) {
-                    log::debug!("skipped spool file {name}: {error}");
-                }
+            } else if (name.ends_with(PENDING) || name.ends_with(CLAIMED))
+                && let Err(error) = self.claim_file(&path, &mut claimed)
+            {
+                log::debug!("skipped spool file {name}: {error}");
             }
         }
         claimed
     }
 
     fn claim_file(&self, path: &Path, claimed: &mut Claimed) -> io::Result<()> {
-        let mut file = File::open(path)?;
+        // Opened for writing too: where `flock` is emulated with `fcntl` (NFS), an exclusive
+        // lock needs a writable descriptor.
+        let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
         match file.try_lock() {
             Ok(()) => {}
             // Another live process holds it.
             Err(fs::TryLockError::WouldBlock) => return Ok(()),
             Err(fs::TryLockError::Error(error)) => return Err(error),
         }
-        // Whoever held the lock before may have delivered the file and deleted it, or renamed
+        // Whoever held the lock before may have settled the file and deleted it, or renamed
         // it; the rename below only succeeds while the path still names this file.
         let own = self.dir.join(unique_name("", CLAIMED));
         fs::rename(path, &own)?;
-        let meta = file.metadata()?;
-        let expired = meta
-            .modified()
-            .ok()
-            .and_then(|at| SystemTime::now().duration_since(at).ok())
-            .is_some_and(|age| age >= self.max_age);
         let mut contents = Vec::new();
         // A file larger than the whole spool limit was not written by this library.
         (&mut file)
@@ -184,19 +211,41 @@ impl Spool {
             .read_to_end(&mut contents)?;
         let claim = Arc::new(Claim {
             path: own,
+            bytes: contents.len() as u64,
+            unsettled: AtomicUsize::new(0),
             _file: file,
         });
+        let oldest = SystemTime::now()
+            .checked_sub(self.max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let first = claimed.lines.len();
         for line in contents.split(|&b| b == b'\n') {
             let line = line.trim_ascii();
             if line.is_empty() {
                 continue;
             }
-            match std::str::from_utf8(line) {
-                Ok(text) if !expired && serde_json::from_str::<EventShape>(text).is_ok() => {
-                    claimed.lines.push((text.to_owned(), Arc::clone(&claim)));
-                }
-                _ => claimed.discarded += 1,
+            let text = std::str::from_utf8(line).ok();
+            let shape = text.and_then(|text| serde_json::from_str::<EventShape<'_>>(text).ok());
+            let Some((text, shape)) = text.zip(shape) else {
+                claimed.discarded += 1;
+                continue;
+            };
+            let counted = shape.event != DROP_REPORT;
+            let fresh = humantime::parse_rfc3339(&shape.timestamp).is_ok_and(|at| at >= oldest);
+            if !fresh || text.len() > MAX_LINE_BYTES {
+                claimed.discarded += u64::from(counted);
+                continue;
             }
+            claimed.lines.push(Restored {
+                json: text.to_owned(),
+                counted,
+                claim: Arc::clone(&claim),
+            });
+        }
+        let held = claimed.lines.len() - first;
+        claim.unsettled.store(held, Ordering::Release);
+        if held == 0 {
+            let _ = fs::remove_file(&claim.path);
         }
         Ok(())
     }
@@ -217,75 +266,108 @@ fn remove_if_older(path: &Path, age: Duration) {
 mod tests {
     use super::*;
 
-    const EVENT: &str = r#"{"event":"e","distinct_id":"d","properties":{},"uuid":"u"}"#;
+    fn event(at: SystemTime) -> String {
+        format!(
+            r#"{{"event":"e","distinct_id":"d","properties":{{}},"timestamp":"{}","uuid":"u"}}"#,
+            humantime::format_rfc3339_millis(at)
+        )
+    }
 
     fn spool(dir: &Path) -> Spool {
         Spool::new(dir.join("spool"), 1 << 20, Duration::from_secs(3600))
     }
 
+    fn settle(claimed: Claimed) {
+        for line in claimed.lines {
+            line.claim.settle_one();
+        }
+    }
+
     #[test]
-    fn written_lines_are_claimed_once_and_deleted_when_released() {
+    fn written_lines_are_claimed_once_and_deleted_when_settled() {
         let dir = tempfile::tempdir().unwrap();
         let spool = spool(dir.path());
+        let now = event(SystemTime::now());
         assert!(!spool.has_files());
-        assert_eq!(spool.write([EVENT, EVENT]).unwrap(), 2);
+        assert_eq!(spool.write([now.as_str(), now.as_str()], 0).unwrap(), 2);
         assert!(spool.has_files());
         let first = spool.claim(10);
         assert_eq!(first.lines.len(), 2);
         // Claimed by a live holder: nobody else gets the lines.
         assert!(spool.claim(10).lines.is_empty());
-        drop(first);
+        settle(first);
         assert!(!spool.has_files());
     }
 
     #[test]
-    fn a_claim_whose_holder_is_gone_can_be_taken_again() {
+    fn lines_dropped_unsettled_stay_for_the_next_claimer() {
         let dir = tempfile::tempdir().unwrap();
         let spool = spool(dir.path());
-        spool.write([EVENT]).unwrap();
-        let claimed = spool.claim(10);
-        let (_, claim) = &claimed.lines[0];
-        // Simulate a holder that died: its lock is released but its file is still there.
-        let path = claim.path.clone();
-        let copy = dir.path().join("copy");
-        fs::copy(&path, &copy).unwrap();
-        std::mem::forget(claimed);
-        // The leaked claim still holds the lock on the original inode; replace the file by an
-        // unlocked copy, as the kernel would release a dead process's lock.
-        fs::rename(&copy, &path).unwrap();
-        assert_eq!(spool.claim(10).lines.len(), 1);
+        let now = event(SystemTime::now());
+        spool.write([now.as_str(), now.as_str()], 0).unwrap();
+        let mut claimed = spool.claim(10);
+        // One line is settled, then the holder goes away (as a killed process would).
+        claimed.lines.pop().unwrap().claim.settle_one();
+        drop(claimed);
+        assert_eq!(
+            spool.claim(10).lines.len(),
+            2,
+            "the file is claimable again, whole"
+        );
     }
 
     #[test]
     fn the_size_limit_keeps_the_oldest_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let limit = 3 * (EVENT.len() as u64 + 1);
+        let line = event(SystemTime::now());
+        let limit = 3 * (line.len() as u64 + 1);
         let spool = Spool::new(dir.path().join("spool"), limit, Duration::from_secs(60));
-        assert_eq!(spool.write([EVENT, EVENT]).unwrap(), 2);
-        assert_eq!(spool.write([EVENT, EVENT]).unwrap(), 1);
-        assert_eq!(spool.write([EVENT]).unwrap(), 0);
-        assert_eq!(spool.claim(100).lines.len(), 3);
+        let l = line.as_str();
+        assert_eq!(spool.write([l, l], 0).unwrap(), 2);
+        assert_eq!(spool.write([l, l], 0).unwrap(), 1);
+        assert_eq!(spool.write([l], 0).unwrap(), 0);
+        let claimed = spool.claim(100);
+        assert_eq!(claimed.lines.len(), 3);
+        // Lines re-spooled from claimed files do not compete with their own old copies.
+        let bytes: u64 = claimed.lines[0].claim.bytes + claimed.lines[2].claim.bytes;
+        assert_eq!(spool.write([l, l, l], bytes).unwrap(), 3);
     }
 
     #[test]
     fn lines_that_are_not_events_are_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let spool = spool(dir.path());
-        spool.write([EVENT, "{\"event\":\"cut sh", "{}", EVENT]).unwrap();
+        let now = event(SystemTime::now());
+        spool
+            .write([now.as_str(), "{\"event\":\"cut sh", "{}", now.as_str()], 0)
+            .unwrap();
         let claimed = spool.claim(10);
         assert_eq!(claimed.lines.len(), 2);
         assert_eq!(claimed.discarded, 2);
     }
 
     #[test]
-    fn expired_files_are_discarded() {
+    fn events_older_than_the_age_limit_are_discarded_whatever_the_file_age() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path().join("spool"), 1 << 20, Duration::ZERO);
-        spool.write([EVENT]).unwrap();
+        let spool = spool(dir.path());
+        let old = event(SystemTime::now() - Duration::from_secs(7200));
+        let new = event(SystemTime::now());
+        spool.write([old.as_str(), new.as_str()], 0).unwrap();
         let claimed = spool.claim(10);
-        assert!(claimed.lines.is_empty());
+        assert_eq!(claimed.lines.len(), 1);
         assert_eq!(claimed.discarded, 1);
-        drop(claimed);
+        settle(claimed);
         assert!(!spool.has_files());
+    }
+
+    #[test]
+    fn drop_reports_are_restored_uncounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path());
+        let report =
+            event(SystemTime::now()).replace(r#""event":"e""#, r#""event":"telemetry_dropped""#);
+        spool.write([report.as_str()], 0).unwrap();
+        let claimed = spool.claim(10);
+        assert!(!claimed.lines[0].counted);
     }
 }

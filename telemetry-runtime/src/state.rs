@@ -153,7 +153,11 @@ fn random_key() -> [u8; HashKey::LEN] {
     if getrandom::fill(&mut key).is_err() {
         // No OS randomness: derive a key that is at least unique to this process and moment,
         // so hashes are still not a plain, dictionary-reversible digest.
-        let seed = format!("{:?}{:?}", std::time::SystemTime::now(), std::thread::current().id());
+        let seed = format!(
+            "{:?}{:?}",
+            std::time::SystemTime::now(),
+            std::thread::current().id()
+        );
         key = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes()).into();
     }
     key

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::TelemetryEvent;
-use crate::config::{Endpoint, Env, Limits, default_prefix, default_state_dir, proxy_for};
+use crate::config::{
+    Endpoint, Env, Limits, MAX_DURATION, MAX_EVENT_BYTES, default_prefix, default_state_dir,
+    proxy_for,
+};
 use crate::consent::{self, Mode};
-use crate::pipeline::{Parts, Shared};
+use crate::pipeline::{Parts, Shared, after};
 use crate::state::{Identity, create_private_dir};
 
 /// A handle on a started telemetry pipeline, or on one that is off. Cheap to clone; every
@@ -146,19 +149,20 @@ impl Telemetry {
         }
     }
 
-    /// Delivers everything pending, waiting at most `timeout`. Returns whether everything was
-    /// delivered. Events not delivered stay pending; nothing is spooled.
+    /// Delivers everything pending, waiting at most `timeout`, and returns whether nothing is
+    /// pending any more. Events still pending when it returns stay queued for the background
+    /// thread; a batch that used up its attempts meanwhile is spooled, as it would be anyway.
     pub fn flush(&self, timeout: Duration) -> bool {
         self.shared
             .as_ref()
-            .is_none_or(|shared| shared.flush(Instant::now() + timeout))
+            .is_none_or(|shared| shared.flush(after(timeout)))
     }
 
     /// Stops accepting events, delivers what is pending for at most `deadline`, spools the
     /// rest and returns the final accounting. Later calls, and dropping the guard, do nothing.
     pub fn shutdown(&self, deadline: Duration) -> Stats {
         if let Some(shared) = &self.shared {
-            shared.shutdown(Instant::now() + deadline);
+            shared.shutdown(after(deadline));
         }
         self.stats()
     }
@@ -246,14 +250,16 @@ impl Deref for TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(shared) = &self.telemetry.shared {
-            shared.shutdown(Instant::now() + shared.limits.flush_deadline);
+            shared.shutdown(after(shared.limits.flush_deadline));
         }
     }
 }
 
 impl fmt::Debug for TelemetryGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TelemetryGuard").field(&self.telemetry).finish()
+        f.debug_tuple("TelemetryGuard")
+            .field(&self.telemetry)
+            .finish()
     }
 }
 
@@ -352,8 +358,9 @@ impl Builder {
     }
 
     /// How long an event may wait for a full batch before it is sent anyway. Default: 3 s.
+    /// Durations given to this builder are capped at one day.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.limits.flush_interval = interval;
+        self.limits.flush_interval = interval.min(MAX_DURATION);
         self
     }
 
@@ -367,20 +374,20 @@ impl Builder {
 
     /// The TCP (and proxy) connect timeout. Default: 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.connect_timeout = timeout;
+        self.limits.connect_timeout = timeout.min(MAX_DURATION);
         self
     }
 
     /// The most one request may take, from DNS to the end of the response. Default: 5 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.request_timeout = timeout;
+        self.limits.request_timeout = timeout.min(MAX_DURATION);
         self
     }
 
     /// How long dropping the guard may wait for delivery before spooling what is left.
     /// Default: 300 ms.
     pub fn flush_deadline(mut self, deadline: Duration) -> Self {
-        self.limits.flush_deadline = deadline;
+        self.limits.flush_deadline = deadline.min(MAX_DURATION);
         self
     }
 
@@ -394,8 +401,8 @@ impl Builder {
     /// `base · 2^(n-1)`, at most `max`, and never less than the server's `Retry-After`.
     /// Default: 500 ms, 30 s.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.limits.backoff_base = base;
-        self.limits.backoff_max = max.max(base);
+        self.limits.backoff_base = base.min(MAX_DURATION);
+        self.limits.backoff_max = max.max(base).min(MAX_DURATION);
         self
     }
 
@@ -417,7 +424,7 @@ impl Builder {
     /// spool files older than `max_age` are discarded unsent. Default: 4 MiB, 7 days.
     pub fn spool_limits(mut self, max_bytes: u64, max_age: Duration) -> Self {
         self.limits.spool_max_bytes = max_bytes;
-        self.limits.spool_max_age = max_age;
+        self.limits.spool_max_age = max_age.min(Duration::from_secs(100 * 365 * 24 * 3600));
         self
     }
 
@@ -428,18 +435,26 @@ impl Builder {
         self
     }
 
-    /// Events whose encoded properties exceed this are dropped and counted (PostHog refuses
-    /// events above about 1 MB). Default: 512 KiB.
+    /// Events whose encoded properties exceed this are dropped and counted. At most 900 KB,
+    /// since PostHog refuses a whole batch when one event in it is above about 1 MB.
+    /// Default: 32 KiB.
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_event_bytes = bytes;
+        self.limits.max_event_bytes = bytes.min(MAX_EVENT_BYTES);
+        self
+    }
+
+    /// The most bytes of events held in memory while the endpoint is slow or failing; older
+    /// events beyond it are spooled. Default: 16 MiB.
+    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_buffer_bytes = bytes;
         self
     }
 
     /// Decides the mode and starts telemetry. Nothing is written, started or opened when the
     /// mode is off. Otherwise the state directory and identity are created if missing; the
     /// background thread starts with the first event, or now if the spool holds events from
-    /// an earlier process. The first guard started in a process also serves the global
-    /// [`capture`](crate::capture).
+    /// an earlier process. The first telemetry started in a process that is not off also serves
+    /// the global [`capture`](crate::capture), for the rest of the process.
     pub fn start(self) -> TelemetryGuard {
         let telemetry = self.start_handle();
         install_global(&telemetry);
@@ -492,22 +507,29 @@ impl Builder {
             .state_dir
             .or_else(|| default_state_dir(&self.app, &prefix, &env));
         let (identity, state_dir) = match state_dir {
-            Some(dir) => match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
-                Ok(identity) => (identity, Some(dir)),
-                Err(error) => {
-                    log::warn!(
-                        "{} telemetry cannot use {}: {error}; using a temporary identity",
-                        self.app,
-                        dir.display()
-                    );
-                    (Identity::ephemeral(), None)
+            Some(dir) => {
+                match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
+                    Ok(identity) => (identity, Some(dir)),
+                    Err(error) => {
+                        log::warn!(
+                            "{} telemetry cannot use {}: {error}; using a temporary identity",
+                            self.app,
+                            dir.display()
+                        );
+                        (Identity::ephemeral(), None)
+                    }
                 }
-            },
+            }
             None => (Identity::ephemeral(), None),
         };
         let debug = self.debug.unwrap_or_else(|| {
             env.text(&format!("{prefix}_TELEMETRY_DEBUG"))
-                .is_some_and(|value| !matches!(value.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
+                .is_some_and(|value| {
+                    !matches!(
+                        value.to_ascii_lowercase().as_str(),
+                        "0" | "false" | "no" | "off"
+                    )
+                })
         });
         let shared = Shared::new(Parts {
             app: self.app,
@@ -544,22 +566,18 @@ fn install_global(telemetry: &Telemetry) {
         let _ = STATE.compare_exchange(UNSET, OFF, Ordering::AcqRel, Ordering::Acquire);
         return;
     };
-    let current = GLOBAL.load(Ordering::Acquire);
-    if current_global().is_some_and(Shared::is_open) {
-        log::debug!("telemetry is already running; the new pipeline is not the global one");
-        return;
-    }
+    // Only the first pipeline started becomes the global one. It is never released: another
+    // thread may be capturing through it at any time, so replacing it would leak the old one.
     let new = Arc::into_raw(Arc::clone(shared)).cast_mut();
     if GLOBAL
-        .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
+        log::debug!("telemetry was started before; the new pipeline is not the global one");
         // SAFETY: `new` came from `Arc::into_raw` just above and was not published.
         drop(unsafe { Arc::from_raw(new) });
         return;
     }
-    // The replaced pipeline is deliberately leaked: another thread may still be capturing
-    // through it, and it is one small allocation per start.
     STATE.store(ACTIVE, Ordering::Release);
 }
 

@@ -120,7 +120,11 @@ impl Uploader {
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| parse_retry_after(value, SystemTime::now()));
                 // Read what little the server says so the connection can be reused.
-                let _ = response.body_mut().with_config().limit(64 << 10).read_to_vec();
+                let _ = response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 << 10)
+                    .read_to_vec();
                 classify(status, retry_after)
             }
             Err(error) => Outcome::Retry {
@@ -179,7 +183,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));

@@ -1,16 +1,17 @@
 //! The background thread: batches queued events and hands them to the sink (PostHog, or the
 //! local log), retrying what may succeed later and spooling what is still pending at the end.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
+use crossbeam_channel::Select;
 
 use crate::consent::Mode;
-use crate::pipeline::{Captured, Control, Counters, Line, Shared, lock};
+use crate::pipeline::{Captured, Control, Counters, Line, Shared, counted, lock};
+use crate::spool::DROP_REPORT;
 use crate::state::LocalLog;
 use crate::upload::{Outcome, Uploader, print_pretty};
 
@@ -70,18 +71,32 @@ enum Sink<'a> {
     Nowhere,
 }
 
+/// What became of a batch, as far as the accounting is concerned.
+enum Settlement {
+    Delivered,
+    Retry(Option<Duration>),
+    TooLarge,
+    Rejected(u16),
+    /// The local log could not take it.
+    Unstorable,
+}
+
 struct Worker<'a> {
     shared: &'a Shared,
     sink: Sink<'a>,
     random: RandomPool,
     /// When the oldest unsent line arrived; a batch goes out an interval after it.
     oldest: Option<Instant>,
+    /// Send without waiting for the interval (events restored from the spool waited enough).
+    due_now: bool,
     /// Set after a failed attempt: nothing is sent before then.
     retry_at: Option<Instant>,
     attempts: u32,
     /// The most lines per request; halved on 413 until the lines that were too many are sent.
     batch_limit: usize,
     split_left: usize,
+    /// The most bytes per request; lowered for good by a 413.
+    byte_limit: usize,
     reported_drops: u64,
     warned: HashSet<u16>,
     /// The most lines held in memory; older ones go to the spool.
@@ -108,10 +123,12 @@ impl<'a> Worker<'a> {
             sink,
             random: RandomPool::new(),
             oldest: None,
+            due_now: false,
             retry_at: None,
             attempts: 0,
             batch_limit: limits.batch_size.max(1),
             split_left: 0,
+            byte_limit: limits.max_batch_bytes,
             reported_drops: 0,
             warned: HashSet::new(),
             outbox_cap: limits.queue_capacity.max(limits.batch_size).max(1),
@@ -120,34 +137,40 @@ impl<'a> Worker<'a> {
 
     fn run(mut self) {
         self.restore();
+        let events = &self.shared.events_rx;
+        let control = &self.shared.control_rx;
         loop {
+            if lock(&self.shared.outbox).closed {
+                // A shutting-down caller took the lines over; nothing is left to do.
+                return;
+            }
             let now = Instant::now();
             let timeout = self
                 .next_wake(now)
                 .map_or(IDLE, |at| at.saturating_duration_since(now));
-            select! {
-                recv(self.shared.events_rx) -> captured => {
-                    if let Ok(captured) = captured {
-                        self.accept(&captured);
-                        self.drain_queue(self.batch_limit);
-                    }
-                }
-                recv(self.shared.control_rx) -> control => match control {
+            // Wait for readiness only: an event is taken off the queue under the outbox lock,
+            // so a shutdown closing the outbox can never miss one held here.
+            let mut select = Select::new();
+            let events_ready = select.recv(events);
+            select.recv(control);
+            match select.ready_timeout(timeout) {
+                Ok(index) if index == events_ready => self.accept(self.batch_limit),
+                Ok(_) => match control.try_recv() {
                     Ok(Control::Flush { until, done }) => {
-                        self.drain_queue(usize::MAX);
+                        self.accept(usize::MAX);
                         let delivered = self.deliver_until(until);
                         let _ = done.send(delivered);
                     }
                     Ok(Control::Shutdown { until, done }) => {
-                        self.drain_queue(usize::MAX);
+                        self.accept(usize::MAX);
                         self.deliver_until(until);
                         self.shared.close_and_spool();
                         let _ = done.send(());
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {}
                 },
-                default(timeout) => {}
+                Err(_) => {}
             }
             if self.is_due(Instant::now()) {
                 self.send_batch(None);
@@ -161,70 +184,67 @@ impl<'a> Worker<'a> {
             return;
         };
         let claimed = spool.claim(self.outbox_cap);
+        let mut outbox = lock(&self.shared.outbox);
+        if outbox.closed {
+            // Shut down already: leave the files, unsettled, for the next process.
+            return;
+        }
         let counters = &self.shared.counters;
-        Counters::add(
-            &counters.restored,
-            claimed.lines.len() as u64 + claimed.discarded,
-        );
+        let restored = claimed.lines.iter().filter(|line| line.counted).count() as u64;
+        Counters::add(&counters.restored, restored + claimed.discarded);
         Counters::add(&counters.discarded, claimed.discarded);
         if claimed.lines.is_empty() {
             return;
         }
-        let mut outbox = lock(&self.shared.outbox);
-        outbox
-            .lines
-            .extend(claimed.lines.into_iter().map(|(json, claim)| Line {
-                json,
-                counted: true,
-                origin: Some(claim),
-            }));
-        // What was spooled waited long enough: send it now, not an interval from now.
-        self.oldest = Some(Instant::now() - self.shared.limits.flush_interval);
+        for line in claimed.lines {
+            outbox.push_back(Line {
+                json: line.json,
+                counted: line.counted,
+                origin: Some(line.claim),
+            });
+        }
+        self.oldest = Some(Instant::now());
+        self.due_now = true;
     }
 
-    fn accept(&mut self, captured: &Captured) {
-        let line = self.shared.assemble(captured, self.random.take());
+    /// Moves up to `most` queued events into the outbox.
+    fn accept(&mut self, most: usize) {
         let mut outbox = lock(&self.shared.outbox);
         if outbox.closed {
             return;
         }
-        outbox.lines.push_back(line);
-        self.oldest.get_or_insert_with(Instant::now);
-        if outbox.lines.len() > self.outbox_cap {
+        for _ in 0..most {
+            let Ok(captured) = self.shared.events_rx.try_recv() else {
+                break;
+            };
+            let line = self.shared.assemble(&captured, self.random.take());
+            outbox.push_back(line);
+        }
+        if !outbox.is_empty() {
+            self.oldest.get_or_insert_with(Instant::now);
+        }
+        let limits = &self.shared.limits;
+        while outbox.len() > self.outbox_cap || outbox.bytes() > limits.max_buffer_bytes {
             // The sink is not keeping up: keep memory bounded by moving the oldest lines to
             // the spool.
-            let spill = self.shared.limits.batch_size.min(outbox.lines.len());
-            let lines: VecDeque<Line> = outbox.lines.drain(..spill).collect();
+            let lines = outbox.take_front(limits.batch_size.max(1));
             self.shared.store(lines);
         }
     }
 
-    fn drain_queue(&mut self, most: usize) {
-        for _ in 0..most {
-            match self.shared.events_rx.try_recv() {
-                Ok(captured) => self.accept(&captured),
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn pending(&self) -> usize {
-        lock(&self.shared.outbox).lines.len()
-    }
-
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let pending = self.pending();
-        if pending == 0 {
+        let outbox = lock(&self.shared.outbox);
+        if outbox.closed || outbox.is_empty() {
             return None;
         }
         if let Some(at) = self.retry_at {
             return Some(at);
         }
-        if pending >= self.batch_limit {
+        if self.due_now || outbox.len() >= self.batch_limit {
             return Some(now);
         }
         self.oldest
-            .map(|oldest| oldest + self.shared.limits.flush_interval)
+            .and_then(|oldest| oldest.checked_add(self.shared.limits.flush_interval))
     }
 
     fn is_due(&self, now: Instant) -> bool {
@@ -234,8 +254,11 @@ impl<'a> Worker<'a> {
     /// Sends until nothing is pending or `until` passes; whether everything was delivered.
     fn deliver_until(&mut self, until: Instant) -> bool {
         loop {
-            if self.pending() == 0 {
-                return true;
+            {
+                let outbox = lock(&self.shared.outbox);
+                if outbox.closed || outbox.is_empty() {
+                    return outbox.is_empty();
+                }
             }
             let now = Instant::now();
             if until.saturating_duration_since(now) < Duration::from_millis(1) {
@@ -251,162 +274,184 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Appends the pipeline's own report of events dropped since the last one, so that the
-    /// loss is visible upstream.
+    /// Puts the pipeline's own report of events dropped since the last one at the front of
+    /// the outbox, so that the loss is visible upstream.
     fn report_drops(&mut self) {
         let counters = &self.shared.counters;
-        let dropped = counters.queue_full.load(Ordering::Relaxed)
-            + counters.unencodable.load(Ordering::Relaxed)
-            + counters.too_large.load(Ordering::Relaxed);
+        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let (queue_full, unencodable, too_large) = (
+            get(&counters.queue_full),
+            get(&counters.unencodable),
+            get(&counters.too_large),
+        );
+        let dropped = queue_full + unencodable + too_large;
         if dropped <= self.reported_drops {
             return;
         }
         let properties = format!(
-            "{{\"dropped\":{},\"queue_full\":{},\"unencodable\":{},\"too_large\":{}}}",
+            "{{\"dropped\":{},\"queue_full\":{queue_full},\"unencodable\":{unencodable},\"too_large\":{too_large}}}",
             dropped - self.reported_drops,
-            counters.queue_full.load(Ordering::Relaxed),
-            counters.unencodable.load(Ordering::Relaxed),
-            counters.too_large.load(Ordering::Relaxed),
         );
-        self.reported_drops = dropped;
         let report = Captured {
-            name: "telemetry_dropped",
+            name: DROP_REPORT,
             at: std::time::SystemTime::now(),
             properties: properties.into_bytes(),
         };
         let mut line = self.shared.assemble(&report, self.random.take());
         line.counted = false;
-        lock(&self.shared.outbox).lines.push_front(line);
+        let mut outbox = lock(&self.shared.outbox);
+        if !outbox.closed {
+            outbox.push_front(line);
+            self.reported_drops = dropped;
+        }
     }
 
     /// Sends one batch from the front of the outbox.
     fn send_batch(&mut self, until: Option<Instant>) {
         self.report_drops();
         let limits = &self.shared.limits;
-        let outcome = {
+        // What to send, read under the lock; the lock is never held across the network or a
+        // write to stderr, so a shutting-down caller can always take the lines over.
+        let (count, body, texts) = {
             let outbox = lock(&self.shared.outbox);
-            if outbox.closed || outbox.lines.is_empty() {
+            if outbox.closed || outbox.is_empty() {
                 return;
             }
             let mut count = 0;
             let mut bytes = 0;
-            for line in outbox.lines.iter().take(self.batch_limit) {
-                if count > 0 && bytes + line.json.len() > limits.max_batch_bytes {
+            for line in outbox.lines().take(self.batch_limit) {
+                if count > 0 && bytes + line.json.len() > self.byte_limit {
                     break;
                 }
                 bytes += line.json.len() + 1;
                 count += 1;
             }
-            let lines = || outbox.lines.iter().take(count).map(|line| line.json.as_str());
+            let lines = || outbox.lines().take(count).map(|line| line.json.as_str());
             match &self.sink {
-                Sink::Upload(uploader) => {
-                    let body = uploader.body(lines());
-                    // Never hold the lock across the network: a shutting-down caller must be
-                    // able to take the lines over.
-                    drop(outbox);
-                    let timeout = until.map_or(limits.request_timeout, |until| {
-                        until
-                            .saturating_duration_since(Instant::now())
-                            .min(limits.request_timeout)
-                    });
-                    (count, uploader.post(&body, timeout))
+                Sink::Upload(uploader) => (count, uploader.body(lines()), Vec::new()),
+                Sink::Local(_) | Sink::Nowhere if self.shared.debug => {
+                    (count, Vec::new(), lines().map(str::to_owned).collect())
                 }
-                Sink::Local(log) => {
-                    if self.shared.debug {
-                        for line in lines() {
-                            let label = format!("{} telemetry (local)", self.shared.app);
-                            print_pretty(&label, &log.path().display().to_string(), line.as_bytes());
-                        }
-                    }
-                    match log.append(lines()) {
-                        Ok(()) => (count, Outcome::Delivered),
-                        Err(error) => {
-                            log::warn!("could not write the local telemetry log: {error}");
-                            (count, Outcome::Rejected { status: 0 })
-                        }
-                    }
-                }
-                Sink::Nowhere => {
-                    if self.shared.debug {
-                        let label = format!("{} telemetry (not recorded)", self.shared.app);
-                        for line in lines() {
-                            print_pretty(&label, "nowhere", line.as_bytes());
-                        }
-                    }
-                    (count, Outcome::Rejected { status: 0 })
-                }
+                Sink::Local(_) | Sink::Nowhere => (count, Vec::new(), Vec::new()),
             }
         };
-        self.settle(outcome.0, outcome.1);
+        let settlement = match &self.sink {
+            Sink::Upload(uploader) => {
+                let timeout = until.map_or(limits.request_timeout, |until| {
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .min(limits.request_timeout)
+                });
+                match uploader.post(&body, timeout) {
+                    Outcome::Delivered => Settlement::Delivered,
+                    Outcome::Retry { after, reason } => {
+                        log::debug!("telemetry upload failed: {reason}");
+                        Settlement::Retry(after)
+                    }
+                    Outcome::TooLarge => Settlement::TooLarge,
+                    Outcome::Rejected { status } => Settlement::Rejected(status),
+                }
+            }
+            Sink::Local(log) => {
+                let label = format!("{} telemetry (local)", self.shared.app);
+                let destination = log.path().display().to_string();
+                for text in &texts {
+                    print_pretty(&label, &destination, text.as_bytes());
+                }
+                Settlement::Delivered
+            }
+            Sink::Nowhere => {
+                let label = format!("{} telemetry (not recorded)", self.shared.app);
+                for text in &texts {
+                    print_pretty(&label, "nowhere", text.as_bytes());
+                }
+                Settlement::Unstorable
+            }
+        };
+        self.settle(count, body.len(), settlement);
     }
 
-    fn settle(&mut self, count: usize, outcome: Outcome) {
-        let counters = &self.shared.counters;
-        match outcome {
-            Outcome::Delivered => {
-                let sent = self.take_front(count);
-                Counters::add(&counters.delivered, counted(&sent));
+    /// Applies what happened to the first `count` lines, all under one lock, so that a
+    /// shutdown sees them either still pending or fully settled.
+    fn settle(&mut self, count: usize, body_bytes: usize, settlement: Settlement) {
+        let shared = self.shared;
+        let counters = &shared.counters;
+        let mut outbox = lock(&shared.outbox);
+        if outbox.closed {
+            // A shutting-down caller spooled these lines, the batch in flight included.
+            return;
+        }
+        match settlement {
+            Settlement::Delivered => {
+                let lines = outbox.take_front(count);
+                let result = match &self.sink {
+                    Sink::Local(log) => log.append(lines.iter().map(|line| line.json.as_str())),
+                    _ => Ok(()),
+                };
+                match result {
+                    Ok(()) => Counters::add(&counters.delivered, counted(&lines)),
+                    Err(error) => {
+                        log::warn!("could not write the local telemetry log: {error}");
+                        Counters::add(&counters.unstorable, counted(&lines));
+                    }
+                }
+                lines.into_iter().for_each(Line::settle);
                 self.attempts = 0;
                 self.retry_at = None;
+                self.due_now = false;
                 if self.split_left > 0 {
                     self.split_left = self.split_left.saturating_sub(count);
                     if self.split_left == 0 {
-                        self.batch_limit = self.shared.limits.batch_size.max(1);
+                        self.batch_limit = shared.limits.batch_size.max(1);
                     }
                 }
-                self.oldest = (self.pending() > 0).then(Instant::now);
+                self.oldest = (!outbox.is_empty()).then(Instant::now);
             }
-            Outcome::Retry { after, reason } => {
+            Settlement::Retry(after) => {
                 self.attempts += 1;
-                log::debug!("telemetry upload failed ({reason}), attempt {}", self.attempts);
-                if self.attempts >= self.shared.limits.max_attempts {
+                if self.attempts >= shared.limits.max_attempts {
                     log::debug!("telemetry upload keeps failing; spooling {count} events");
-                    let lines = self.take_front(count);
-                    self.shared.store(lines);
+                    let lines = outbox.take_front(count);
+                    shared.store(lines);
                     self.attempts = 0;
                     self.retry_at = None;
                 } else {
-                    let wait = backoff(&self.shared.limits, self.attempts, &mut self.random);
-                    self.retry_at = Some(Instant::now() + after.map_or(wait, |after| after.max(wait)));
+                    let wait = backoff(&shared.limits, self.attempts, &mut self.random);
+                    let wait = after.map_or(wait, |after| after.max(wait));
+                    self.retry_at = Some(crate::pipeline::after(wait));
                 }
             }
-            Outcome::TooLarge if count > 1 => {
+            Settlement::TooLarge if count > 1 => {
                 self.batch_limit = (count / 2).max(1);
                 self.split_left = self.split_left.max(count);
+                // The server's limit is on bytes: remember it for later batches.
+                self.byte_limit = self.byte_limit.min((body_bytes / 2).max(1));
             }
-            Outcome::TooLarge | Outcome::Rejected { .. } => {
-                let status = match outcome {
-                    Outcome::Rejected { status } => status,
+            Settlement::TooLarge | Settlement::Rejected(_) => {
+                let status = match settlement {
+                    Settlement::Rejected(status) => status,
                     _ => 413,
                 };
-                let dropped = self.take_front(count);
-                Counters::add(&counters.rejected, counted(&dropped));
-                if status != 0 && self.warned.insert(status) {
+                let lines = outbox.take_front(count);
+                Counters::add(&counters.rejected, counted(&lines));
+                lines.into_iter().for_each(Line::settle);
+                if self.warned.insert(status) {
                     log::warn!(
                         "{} telemetry: the server refused a batch with HTTP {status}; \
                          its events were dropped (check the API key and endpoint)",
-                        self.shared.app
+                        shared.app
                     );
                 }
                 self.attempts = 0;
                 self.retry_at = None;
             }
+            Settlement::Unstorable => {
+                let lines = outbox.take_front(count);
+                Counters::add(&counters.unstorable, counted(&lines));
+                lines.into_iter().for_each(Line::settle);
+            }
         }
     }
-
-    /// Removes the first `count` lines, unless a shutting-down caller took them over.
-    fn take_front(&self, count: usize) -> VecDeque<Line> {
-        let mut outbox = lock(&self.shared.outbox);
-        if outbox.closed {
-            return VecDeque::new();
-        }
-        let count = count.min(outbox.lines.len());
-        outbox.lines.drain(..count).collect()
-    }
-}
-
-fn counted(lines: &VecDeque<Line>) -> u64 {
-    lines.iter().filter(|line| line.counted).count() as u64
 }
 
 /// Exponential backoff with jitter: attempt `n` waits between half and all of

@@ -1,0 +1,240 @@
+//! Whole processes: a program using telemetry exits within its flush deadline whatever the
+//! endpoint does, what it could not deliver is sent by the next process with the same uuids,
+//! two processes never both send one spool file, and debug mode prints what is sent.
+
+#![deny(warnings, unused_qualifications)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Receiver, spooled_uuids};
+
+/// Runs the probe program with only the given environment (no `CI`, no proxies, no home of
+/// the machine's user) and returns its output and how long it took.
+fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+    command
+        .arg(events.to_string())
+        .env_clear()
+        .env("HOME", state)
+        .env("PROBE_TELEMETRY_DIR", state);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let started = Instant::now();
+    let output = command.output().expect("run the probe");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "the probe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, took)
+}
+
+/// The probe's final accounting.
+fn stats(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("the probe prints its stats as JSON")
+}
+
+/// A port on 127.0.0.1 where nothing listens: connecting is refused.
+fn refused_origin() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A server on 127.0.0.1 that accepts connections and never answers, holding them open.
+struct BlackHole {
+    origin: String,
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn black_hole() -> BlackHole {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holding = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            holding.lock().unwrap().push(stream);
+        }
+    });
+    BlackHole {
+        origin,
+        _held: held,
+    }
+}
+
+/// How much longer than its deadline a process may take to exit: scheduling on a loaded CI
+/// machine, writing the spool. The default deadline is 300 ms and the endpoint's request
+/// timeout is 5 s, so a process that waited for the request would exceed this by far.
+const MARGIN: Duration = Duration::from_millis(1500);
+const DEFAULT_DEADLINE: Duration = Duration::from_millis(300);
+
+#[test]
+fn an_endpoint_that_never_answers_cannot_hold_the_process_and_loses_nothing() {
+    let hole = black_hole();
+    let state = tempfile::tempdir().unwrap();
+    let (_, baseline) = probe(3, state.path(), &[("PROBE_TELEMETRY", "off")]);
+    let (output, took) = probe(
+        3,
+        state.path(),
+        &[("PROBE_TELEMETRY_ENDPOINT", &hole.origin)],
+    );
+    assert!(
+        took < baseline + DEFAULT_DEADLINE + MARGIN,
+        "took {took:?}; without telemetry {baseline:?}"
+    );
+    let first = stats(&output);
+    assert_eq!(first["captured"], 3);
+    assert_eq!(first["spooled"], 3, "{first}");
+    let spooled = spooled_uuids(state.path());
+    assert_eq!(spooled.len(), 3);
+
+    // The next run, with the endpoint back, sends them: same uuids, each once.
+    let receiver = Receiver::healthy();
+    let (output, _) = probe(
+        0,
+        state.path(),
+        &[("PROBE_TELEMETRY_ENDPOINT", &receiver.origin)],
+    );
+    let second = stats(&output);
+    assert_eq!(
+        (second["restored"].as_u64(), second["delivered"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let mut delivered: Vec<String> = receiver.received().iter().flat_map(|r| r.uuids()).collect();
+    delivered.sort();
+    assert_eq!(delivered, spooled);
+    assert!(
+        spooled_uuids(state.path()).is_empty(),
+        "the spool is emptied"
+    );
+}
+
+#[test]
+fn a_refused_connection_exits_within_the_deadline_and_spools() {
+    let state = tempfile::tempdir().unwrap();
+    let (_, baseline) = probe(5, state.path(), &[("PROBE_TELEMETRY", "off")]);
+    let origin = refused_origin();
+    let (output, took) = probe(5, state.path(), &[("PROBE_COMPILED_ENDPOINT", &origin)]);
+    assert!(took < baseline + DEFAULT_DEADLINE + MARGIN, "took {took:?}");
+    assert_eq!(stats(&output)["spooled"], 5);
+    assert_eq!(spooled_uuids(state.path()).len(), 5);
+}
+
+#[test]
+fn two_processes_replaying_one_spool_send_each_event_once() {
+    for round in 0..3 {
+        let state = tempfile::tempdir().unwrap();
+        let refused = refused_origin();
+        for _ in 0..4 {
+            probe(10, state.path(), &[("PROBE_TELEMETRY_ENDPOINT", &refused)]);
+        }
+        let spooled = spooled_uuids(state.path());
+        assert_eq!(spooled.len(), 40);
+
+        let receiver = Receiver::healthy();
+        let vars = [
+            ("PROBE_TELEMETRY_ENDPOINT", receiver.origin.as_str()),
+            ("PATH", ""),
+        ];
+        // Both start before either finishes.
+        let spawn = || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+            command
+                .arg("0")
+                .env_clear()
+                .env("HOME", state.path())
+                .env("PROBE_TELEMETRY_DIR", state.path());
+            for (name, value) in vars {
+                command.env(name, value);
+            }
+            command.spawn().unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            assert!(child.wait_with_output().unwrap().status.success());
+        }
+        let delivered: Vec<String> = receiver.received().iter().flat_map(|r| r.uuids()).collect();
+        let unique: HashSet<&String> = delivered.iter().collect();
+        assert_eq!(
+            unique.len(),
+            delivered.len(),
+            "round {round}: an event was sent twice"
+        );
+        // Whatever a process could not send in its deadline is back in the spool.
+        let mut accounted: Vec<String> = delivered.clone();
+        accounted.extend(spooled_uuids(state.path()));
+        accounted.sort();
+        assert_eq!(accounted, spooled, "round {round}: events lost or invented");
+        assert!(!delivered.is_empty());
+    }
+}
+
+#[test]
+fn debug_mode_prints_each_payload_as_sent() {
+    let receiver = Receiver::healthy();
+    let state = tempfile::tempdir().unwrap();
+    let (output, _) = probe(
+        2,
+        state.path(),
+        &[
+            ("PROBE_TELEMETRY_ENDPOINT", &receiver.origin),
+            ("PROBE_TELEMETRY_DEBUG", "1"),
+        ],
+    );
+    assert_eq!(stats(&output)["delivered"], 2);
+    let sent = receiver.next();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let header = format!("[probe telemetry] {}/batch/:\n", receiver.origin);
+    let start = stderr
+        .find(&header)
+        .unwrap_or_else(|| panic!("no payload in {stderr:?}"));
+    let printed = &stderr[start + header.len()..];
+    assert!(
+        printed.starts_with("{\n  \"api_key\": \"phc_probe\",\n  \"batch\": ["),
+        "{printed}"
+    );
+    let mut stream = serde_json::Deserializer::from_str(printed).into_iter::<Value>();
+    let value = stream.next().unwrap().unwrap();
+    assert_eq!(value, sent.json);
+    // Exactly as sent: without the indentation, the printed text is the body byte for byte.
+    let printed = &printed[..stream.byte_offset()];
+    assert_eq!(
+        without_layout(printed),
+        String::from_utf8(sent.body).unwrap()
+    );
+}
+
+/// JSON text without the whitespace outside strings.
+fn without_layout(json: &str) -> String {
+    let mut out = String::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
