@@ -442,19 +442,18 @@ fn https_goes_through_the_configured_proxy() {
         &[("HTTPS_PROXY", &proxy_url)],
     )
     .max_attempts(1)
+    .request_timeout(Duration::from_millis(500))
     .start();
-    let proxy_side = std::thread::spawn(move || {
-        let (connection, _) = proxy.accept().unwrap();
-        let mut first_line = String::new();
-        BufReader::new(&connection)
-            .read_line(&mut first_line)
-            .unwrap();
-        first_line
-    });
     telemetry.capture(&job(1));
-    // The proxy hangs up after the request line, so the one attempt fails and is spooled.
+    // The proxy never answers the CONNECT: the one attempt times out and is spooled.
     assert!(telemetry.flush(Duration::from_secs(20)));
-    let first_line = proxy_side.join().unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let (connection, _) = proxy.accept().expect("the proxy was contacted");
+    connection.set_nonblocking(false).unwrap();
+    let mut first_line = String::new();
+    BufReader::new(&connection)
+        .read_line(&mut first_line)
+        .unwrap();
     assert!(
         first_line.starts_with("CONNECT telemetry.invalid:443 "),
         "{first_line:?}"
@@ -511,4 +510,208 @@ fn off_creates_nothing_and_captures_nothing() {
         0,
         "no file written"
     );
+}
+
+#[test]
+fn a_shutdown_racing_the_background_thread_loses_nothing() {
+    let receiver = Receiver::healthy();
+    for round in 0..40u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = builder(Some(&receiver.origin), dir.path(), &[])
+            .batch_size(7)
+            .start();
+        for n in 0..300 {
+            telemetry.capture(&job(n));
+        }
+        // Deadlines from zero to a few milliseconds cut the work at every stage.
+        let stats = telemetry.shutdown(Duration::from_micros(u64::from(round % 8) * 500));
+        assert_eq!(stats.captured, 300);
+        assert_accounted(&stats);
+        assert_eq!(
+            support::spooled_uuids(&dir.path().join("state")).len() as u64,
+            stats.spooled,
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn a_restart_that_shuts_down_at_once_keeps_the_spool_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
+    for n in 0..20 {
+        telemetry.capture(&job(n));
+    }
+    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 20);
+    let original = support::spooled_uuids(&state);
+
+    let receiver = Receiver::healthy();
+    for _ in 0..20 {
+        let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+        let stats = telemetry.shutdown(Duration::ZERO);
+        assert_accounted(&stats);
+    }
+    let mut delivered: Vec<String> = receiver.received().iter().flat_map(|r| r.uuids()).collect();
+    let sent = delivered.len();
+    delivered.extend(support::spooled_uuids(&state));
+    delivered.sort();
+    assert_eq!(
+        delivered, original,
+        "{sent} were sent, the rest must still be spooled"
+    );
+}
+
+#[test]
+fn flushing_after_shutdown_returns_at_once() {
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+    telemetry.capture(&job(1));
+    telemetry.shutdown(Duration::from_secs(10));
+    // With nobody left to answer, waiting out this timeout would hang the test.
+    assert!(telemetry.flush(Duration::from_secs(24 * 3600)));
+    assert!(telemetry.flush(Duration::MAX));
+    telemetry.shutdown(Duration::MAX);
+}
+
+#[test]
+fn a_socks_proxy_is_spoken_to() {
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    // `socks5h`: the proxy resolves the name, as it must for a host only it can see.
+    let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(
+        Some("https://telemetry.invalid"),
+        dir.path(),
+        &[("ALL_PROXY", &proxy_url)],
+    )
+    .max_attempts(1)
+    .request_timeout(Duration::from_millis(500))
+    .start();
+    telemetry.capture(&job(1));
+    // The proxy never answers the greeting: the one attempt times out and is spooled.
+    assert!(telemetry.flush(Duration::from_secs(20)));
+    proxy.set_nonblocking(true).unwrap();
+    let (mut connection, _) = proxy.accept().expect("the proxy was contacted");
+    connection.set_nonblocking(false).unwrap();
+    let mut greeting = [0; 1];
+    std::io::Read::read_exact(&mut connection, &mut greeting).unwrap();
+    assert_eq!(greeting[0], 5, "a SOCKS5 greeting");
+    let stats = telemetry.shutdown(Duration::from_secs(10));
+    assert_eq!((stats.spooled, stats.dropped.total()), (1, 0), "{stats:?}");
+}
+
+/// An event whose `#[plain]` field runs application code that panics.
+#[derive(telemetry_runtime::TelemetryEvent)]
+struct Fragile {
+    #[plain]
+    value: Exploding,
+}
+
+struct Exploding;
+
+impl serde::Serialize for Exploding {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("application bug while serializing");
+    }
+}
+
+#[test]
+fn a_panic_while_encoding_stays_inside_capture() {
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+    telemetry.capture(&Fragile { value: Exploding });
+    telemetry.capture(&job(1));
+    let stats = telemetry.shutdown(Duration::from_secs(10));
+    assert_eq!(stats.dropped.unencodable, 1);
+    assert_eq!(stats.delivered, 1);
+    assert_accounted(&stats);
+    let report = events(&receiver.received())
+        .into_iter()
+        .find(|e| e["event"] == "telemetry_dropped")
+        .expect("the drop is reported upstream");
+    assert_eq!(report["properties"]["unencodable"], 1);
+}
+
+#[test]
+fn the_hashing_key_never_leaves_the_process() {
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+    telemetry.capture(&job(1));
+    telemetry.shutdown(Duration::from_secs(10));
+    let key = std::fs::read_to_string(dir.path().join("state/hash-key")).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    let body = String::from_utf8(receiver.next().body).unwrap();
+    assert!(!body.contains(key.trim()));
+    assert!(
+        !body.contains(&dir.path().display().to_string()),
+        "no path is sent"
+    );
+}
+
+#[test]
+fn the_state_directory_follows_xdg_and_can_be_overridden() {
+    let root = tempfile::tempdir().unwrap();
+    let xdg = root.path().join("xdg");
+    let start = |vars: Vec<(String, String)>| {
+        telemetry_runtime::Telemetry::builder("jobs", "1.0.0")
+            .environment(vars)
+            .start()
+    };
+    let telemetry = start(vec![
+        ("XDG_CONFIG_HOME".into(), xdg.display().to_string()),
+        ("HOME".into(), root.path().display().to_string()),
+    ]);
+    assert_eq!(
+        telemetry.state_dir(),
+        Some(xdg.join("jobs/telemetry").as_path())
+    );
+    assert!(xdg.join("jobs/telemetry/installation-id").is_file());
+    drop(telemetry);
+
+    let own = root.path().join("own");
+    let telemetry = start(vec![
+        ("XDG_CONFIG_HOME".into(), xdg.display().to_string()),
+        ("JOBS_TELEMETRY_DIR".into(), own.display().to_string()),
+    ]);
+    assert_eq!(telemetry.state_dir(), Some(own.as_path()));
+    drop(telemetry);
+
+    let telemetry = start(vec![("HOME".into(), root.path().display().to_string())]);
+    assert_eq!(
+        telemetry.state_dir(),
+        Some(root.path().join(".config/jobs/telemetry").as_path())
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_state_is_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
+    telemetry.capture(&job(1));
+    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 1);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let state = dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("spool")), 0o700);
+    for entry in std::fs::read_dir(state.join("spool")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+    for file in ["installation-id", "hash-key"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
 }
