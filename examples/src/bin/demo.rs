@@ -1,13 +1,14 @@
 //! Shows what a job scheduler's telemetry event sends: the struct as the application fills it,
-//! the anonymized properties that would leave the process, and the generated disclosure of
-//! every event in this binary. Nothing is sent anywhere.
+//! the anonymized properties that would leave the process, the generated disclosure of every
+//! event in this binary, and the event going through the pipeline in local mode. Nothing is
+//! sent anywhere.
 //!
 //! Run with `cargo run -p examples --bin demo`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use telemetry_runtime::{HashKey, TelemetryEvent, TelemetryValue, schema};
+use telemetry_runtime::{HashKey, Telemetry, TelemetryEvent, TelemetryValue, schema};
 
 /// The engine that runs a task.
 #[derive(Debug, TelemetryValue)]
@@ -137,4 +138,29 @@ fn main() {
     }
     println!("Everything this binary can send, generated from its code:\n");
     print!("{}", schema::to_markdown(&schema::events()));
+
+    // The same event through the pipeline. Without an endpoint compiled in nothing is
+    // uploaded: the event is appended to a local log, here in a throwaway state directory, and
+    // debug mode prints it to stderr exactly as it is recorded.
+    let state = std::env::temp_dir().join(format!("telemetry-demo-{}", std::process::id()));
+    let telemetry = Telemetry::builder("demo", env!("CARGO_PKG_VERSION"))
+        .api_key("phc_demo")
+        .endpoint(None)
+        .state_dir(&state)
+        .debug(true)
+        .start();
+    println!(
+        "\nThrough the pipeline: telemetry is {}, recording to {}",
+        telemetry.mode(),
+        state.join("events.jsonl").display()
+    );
+    telemetry.capture(&event);
+    let stats = telemetry.shutdown(Duration::from_secs(1));
+    println!(
+        "captured {}, recorded {}, dropped {}",
+        stats.captured,
+        stats.delivered,
+        stats.dropped.total()
+    );
+    let _ = std::fs::remove_dir_all(&state);
 }
