@@ -21,8 +21,12 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// Runs the background thread until shutdown. A panic in here disables telemetry for the
 /// process and goes no further; whatever is pending is spooled by the shutdown that follows.
 pub(crate) fn run(shared: &Arc<Shared>) {
-    let result = catch_unwind(AssertUnwindSafe(|| Worker::new(shared).run()));
-    if result.is_err() {
+    contain_panic(shared, || Worker::new(shared).run());
+}
+
+/// Runs `body`; if it panics, telemetry is disabled and the panic goes no further.
+fn contain_panic(shared: &Shared, body: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
         shared.disable("its background thread panicked");
     }
 }
@@ -487,6 +491,37 @@ mod tests {
             let late = backoff(&limits, 40, &mut random);
             assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
         }
+    }
+
+    /// An event with one counter.
+    #[derive(crate::TelemetryEvent)]
+    #[telemetry(crate = crate)]
+    struct Ticked {
+        n: u32,
+    }
+
+    #[test]
+    fn a_panic_in_the_background_disables_telemetry_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new(crate::pipeline::Parts {
+            app: "test".into(),
+            version: "1".into(),
+            mode: Mode::Local,
+            limits: crate::config::Limits::default(),
+            api_key: String::new(),
+            endpoint: None,
+            proxy: None,
+            identity: crate::state::Identity::ephemeral(),
+            state_dir: Some(dir.path().to_owned()),
+            debug: false,
+        });
+        contain_panic(&shared, || panic!("a bug in the background thread"));
+        assert!(!shared.is_open());
+        shared.capture(&Ticked { n: 1 });
+        assert_eq!(shared.counters.ignored.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.counters.captured.load(Ordering::Relaxed), 0);
+        shared.shutdown(crate::pipeline::after(Duration::from_secs(1)));
+        assert!(!dir.path().join(crate::state::LOG_FILE).exists());
     }
 
     #[test]
