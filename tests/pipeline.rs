@@ -715,3 +715,87 @@ fn the_state_is_private_to_the_user() {
         assert_eq!(mode(&state.join(file)), 0o600, "{file}");
     }
 }
+
+#[test]
+fn restored_events_that_cannot_be_spooled_again_stay_where_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
+    for n in 0..5 {
+        telemetry.capture(&job(n));
+    }
+    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 5);
+    let original = support::spooled_uuids(&state);
+
+    // A spool too small for anything: the restored events cannot be written anew.
+    let telemetry = builder(Some(&refused), dir.path(), &[])
+        .spool_limits(10, Duration::from_secs(3600))
+        .start();
+    let stats = telemetry.shutdown(Duration::ZERO);
+    assert_accounted(&stats);
+    assert_eq!(stats.dropped.total(), 0, "{stats:?}");
+    assert_eq!(support::spooled_uuids(&state), original);
+}
+
+#[test]
+fn one_refusal_as_too_large_does_not_shrink_later_batches() {
+    let receiver = Receiver::start(|_, index| Reply::status(if index == 0 { 413 } else { 200 }));
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+    telemetry.capture(&job(0));
+    telemetry.capture(&job(1));
+    assert!(telemetry.flush(Duration::from_secs(20)));
+    let sizes: Vec<usize> = receiver
+        .received()
+        .iter()
+        .map(|r| r.events().len())
+        .collect();
+    assert_eq!(sizes, [2, 1, 1]);
+    for n in 0..20 {
+        telemetry.capture(&job(n));
+    }
+    let stats = telemetry.shutdown(Duration::from_secs(10));
+    let sizes: Vec<usize> = receiver
+        .received()
+        .iter()
+        .map(|r| r.events().len())
+        .collect();
+    assert_eq!(sizes, [20]);
+    assert_eq!(stats.delivered, 22);
+}
+
+#[test]
+fn flushing_under_a_steady_stream_of_captures_returns() {
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[])
+        .queue_capacity(1000)
+        .start();
+    let producer = {
+        let telemetry = telemetry.handle();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while telemetry.is_running() {
+                telemetry.capture(&job(n));
+                n += 1;
+            }
+        })
+    };
+    while telemetry.stats().captured < 100 {
+        std::thread::yield_now();
+    }
+    // The flush takes what was queued when it began, not everything captured meanwhile.
+    telemetry.flush(Duration::from_secs(20));
+    assert!(
+        !receiver.received().is_empty(),
+        "batches went out during the flush"
+    );
+    let stats = telemetry.shutdown(Duration::from_secs(10));
+    producer.join().unwrap();
+    assert_accounted(&telemetry.stats());
+    assert!(stats.delivered > 0);
+}

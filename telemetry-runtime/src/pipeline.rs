@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -169,7 +169,8 @@ pub(crate) struct Shared {
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
     shut_down: AtomicBool,
-    shutting_down: Mutex<()>,
+    finished: Mutex<bool>,
+    finished_signal: Condvar,
     pub outbox: Mutex<Outbox>,
 }
 
@@ -185,6 +186,26 @@ pub(crate) struct Parts {
     pub identity: Identity,
     pub state_dir: Option<PathBuf>,
     pub debug: bool,
+}
+
+/// A capture inside the gate; leaving is done on drop, so a panic cannot leave it counted.
+struct Gate<'a>(&'a AtomicU64);
+
+impl<'a> Gate<'a> {
+    /// Enters unless the gate is closed.
+    fn enter(gate: &'a AtomicU64) -> Option<Gate<'a>> {
+        if gate.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
+            gate.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(Gate(gate))
+    }
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
@@ -251,7 +272,8 @@ impl Shared {
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
             shut_down: AtomicBool::new(false),
-            shutting_down: Mutex::new(()),
+            finished: Mutex::new(false),
+            finished_signal: Condvar::new(),
             outbox: Mutex::new(Outbox::default()),
         })
     }
@@ -271,8 +293,13 @@ impl Shared {
         );
     }
 
-    /// Encodes `event` on the caller's thread and queues it without blocking.
+    /// Encodes `event` on the caller's thread and queues it without blocking. Never panics:
+    /// not even a panicking logger gets through.
     pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.try_capture(event)));
+    }
+
+    fn try_capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
         if !self.is_open() {
             Counters::add(&self.counters.ignored, 1);
             return;
@@ -286,44 +313,44 @@ impl Shared {
             crate::event::write_properties(event, &mut buf, &self.identity.key);
             buf.finish()
         }));
-        // Between entering and leaving the gate, shutdown waits; past it, nothing is queued.
-        if self.gate.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
-            self.gate.fetch_sub(1, Ordering::Release);
-            Counters::add(&self.counters.ignored, 1);
-            return;
-        }
-        Counters::add(&self.counters.captured, 1);
         let name = E::SCHEMA.name;
-        let dropped = match encoded {
-            Ok(Ok(properties)) if properties.len() <= self.limits.max_event_bytes => {
-                self.ensure_worker();
-                let captured = Captured {
-                    name,
-                    at,
-                    properties,
-                };
-                match self.events_tx.try_send(captured) {
-                    Ok(()) => None,
-                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+        let dropped = {
+            // Between entering and leaving the gate, shutdown waits; past it, nothing is
+            // queued. The guard leaves the gate even if something in here panics.
+            let Some(_inside) = Gate::enter(&self.gate) else {
+                Counters::add(&self.counters.ignored, 1);
+                return;
+            };
+            Counters::add(&self.counters.captured, 1);
+            match encoded {
+                Ok(Ok(properties)) if properties.len() <= self.limits.max_event_bytes => {
+                    self.ensure_worker();
+                    let captured = Captured {
+                        name,
+                        at,
+                        properties,
+                    };
+                    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                        self.events_tx.try_send(captured)
+                    {
                         Counters::add(&self.counters.queue_full, 1);
-                        None
                     }
+                    None
+                }
+                Ok(Ok(_)) => {
+                    Counters::add(&self.counters.too_large, 1);
+                    Some(format!("larger than {} bytes", self.limits.max_event_bytes))
+                }
+                Ok(Err(error)) => {
+                    Counters::add(&self.counters.unencodable, 1);
+                    Some(error.to_string())
+                }
+                Err(_) => {
+                    Counters::add(&self.counters.unencodable, 1);
+                    Some("encoding it panicked".to_owned())
                 }
             }
-            Ok(Ok(_)) => {
-                Counters::add(&self.counters.too_large, 1);
-                Some(format!("larger than {} bytes", self.limits.max_event_bytes))
-            }
-            Ok(Err(error)) => {
-                Counters::add(&self.counters.unencodable, 1);
-                Some(error.to_string())
-            }
-            Err(_) => {
-                Counters::add(&self.counters.unencodable, 1);
-                Some("encoding it panicked".to_owned())
-            }
         };
-        self.gate.fetch_sub(1, Ordering::Release);
         if let Some(reason) = dropped {
             log::warn!("dropped a `{name}` event: {reason}");
         }
@@ -345,11 +372,14 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-telemetry", self.app))
             .spawn(move || crate::worker::run(&me));
+        self.worker_started.store(true, Ordering::Release);
         match spawned {
             Ok(handle) => *slot = Some(handle),
-            Err(error) => self.disable(&format!("could not start its thread: {error}")),
+            Err(error) => {
+                drop(slot);
+                self.disable(&format!("could not start its thread: {error}"));
+            }
         }
-        self.worker_started.store(true, Ordering::Release);
     }
 
     /// Completes a captured event into the object PostHog expects, with a v7 uuid made from
@@ -407,26 +437,33 @@ impl Shared {
             outbox.push_back(line);
         }
         let lines = outbox.take_front(usize::MAX);
-        self.store(lines);
+        let problem = self.store(lines);
+        drop(outbox);
+        if let Some(problem) = problem {
+            log::warn!("{problem}");
+        }
     }
 
     /// Puts lines that cannot be sent now where they will be found later: the spool (or the
-    /// local log in `local` mode), and settles them. What does not fit is dropped and counted.
-    /// Callers hold the outbox lock, so a shutdown cannot finish while lines are in here.
-    pub(crate) fn store(&self, lines: Vec<Line>) {
+    /// local log in `local` mode), and settles them. A line that cannot be written is dropped
+    /// and counted, unless it was read from a spool file: that file is left in place and the
+    /// line stays spooled there. Callers hold the outbox lock, so a shutdown cannot finish
+    /// while lines are in here; they log the returned problem after releasing it.
+    #[must_use = "log the problem after releasing the outbox lock"]
+    pub(crate) fn store(&self, lines: Vec<Line>) -> Option<String> {
         if lines.is_empty() {
-            return;
+            return None;
         }
         let texts = lines.iter().map(|line| line.json.as_str());
-        let stored = match (&self.spool, &self.local_log) {
+        let written = match (&self.spool, &self.local_log) {
             (Some(spool), _) => {
                 // The files these lines were restored from are deleted once they are settled.
                 let mut reclaimable = 0;
-                let mut seen = Vec::new();
+                let mut seen: Vec<&Arc<Claim>> = Vec::new();
                 for claim in lines.iter().filter_map(|line| line.origin.as_ref()) {
                     if !seen.iter().any(|c| Arc::ptr_eq(c, claim)) {
                         reclaimable += claim.bytes;
-                        seen.push(Arc::clone(claim));
+                        seen.push(claim);
                     }
                 }
                 spool.write(texts, reclaimable)
@@ -434,40 +471,67 @@ impl Shared {
             (None, Some(log)) => log.append(texts).map(|()| lines.len()),
             (None, None) => Ok(0),
         };
-        let stored = stored.unwrap_or_else(|error| {
-            log::warn!("could not keep undelivered telemetry events: {error}");
-            0
-        });
-        let target = if self.spool.is_some() {
+        let (written, error) = match written {
+            Ok(written) => (written, None),
+            Err(error) => (0, Some(error)),
+        };
+        let kept = if self.spool.is_some() {
             &self.counters.spooled
         } else {
             &self.counters.delivered
         };
-        let (kept, lost) = lines.split_at(stored);
-        Counters::add(target, counted(kept));
-        let lost = counted(lost);
-        if lost > 0 {
-            log::warn!("dropped {lost} telemetry events: no room to keep them");
+        let mut lost = 0;
+        for (index, line) in lines.into_iter().enumerate() {
+            if index < written {
+                Counters::add(kept, u64::from(line.counted));
+                line.settle();
+            } else if line.origin.is_some() {
+                // Still intact in the file it came from: leave it there, unsettled.
+                Counters::add(&self.counters.spooled, u64::from(line.counted));
+            } else {
+                lost += u64::from(line.counted);
+                line.settle();
+            }
         }
         Counters::add(&self.counters.unstorable, lost);
-        lines.into_iter().for_each(Line::settle);
+        match (error, lost) {
+            (Some(error), _) => Some(format!(
+                "could not keep undelivered telemetry events ({error}); {lost} dropped"
+            )),
+            (None, 0) => None,
+            (None, lost) => Some(format!(
+                "dropped {lost} telemetry events: the spool is full"
+            )),
+        }
     }
 
     /// Stops the pipeline: no more events are accepted, what is pending is delivered until
-    /// `until`, and what is not confirmed by then is spooled. A second caller waits for the
-    /// first to finish.
+    /// `until`, and what is not confirmed by then is spooled. A caller that finds another
+    /// shutdown in progress waits for it until its own `until`, then spools what is left.
     pub(crate) fn shutdown(&self, until: Instant) {
-        let _one_at_a_time = lock(&self.shutting_down);
-        if self.shut_down.load(Ordering::Acquire) {
+        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            let mut finished = lock(&self.finished);
+            while !*finished {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                finished = self
+                    .finished_signal
+                    .wait_timeout(finished, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            drop(finished);
+            self.close_and_spool();
             return;
         }
-        self.gate.fetch_or(CLOSED, Ordering::AcqRel);
         // Captures inside the gate only queue (and may start the thread): wait for them, so
         // that nothing is queued after the final drain.
-        while self.gate.load(Ordering::Acquire) & !CLOSED != 0 {
+        while self.gate.load(Ordering::Acquire) & !CLOSED != 0 && Instant::now() < until {
             std::thread::yield_now();
         }
-        self.shut_down.store(true, Ordering::Release);
         let handle = lock(&self.worker).take();
         if let Some(handle) = handle {
             let (done_tx, done_rx) = crossbeam_channel::bounded(1);
@@ -485,11 +549,17 @@ impl Shared {
             }
         }
         self.close_and_spool();
+        *lock(&self.finished) = true;
+        self.finished_signal.notify_all();
     }
 
     /// Asks the background thread to deliver everything pending, waiting at most until `until`.
     pub(crate) fn flush(&self, until: Instant) -> bool {
-        if self.shut_down.load(Ordering::Acquire) || !self.is_open() {
+        if self.shut_down.load(Ordering::Acquire) {
+            // Everything was delivered or spooled, or is being right now.
+            return true;
+        }
+        if !self.is_open() {
             return self.events_rx.is_empty() && lock(&self.outbox).is_empty();
         }
         let running = lock(&self.worker)

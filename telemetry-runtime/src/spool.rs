@@ -202,7 +202,16 @@ impl Spool {
         }
         // Whoever held the lock before may have settled the file and deleted it, or renamed
         // it; the rename below only succeeds while the path still names this file.
-        let own = self.dir.join(unique_name("", CLAIMED));
+        // The new name keeps the original one's time prefix, so files are still claimed
+        // oldest first.
+        let original = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let stem = original.split(['~', '.']).next().unwrap_or_default();
+        let own = self
+            .dir
+            .join(format!("{stem}~{}", unique_name("", CLAIMED)));
         fs::rename(path, &own)?;
         let mut contents = Vec::new();
         // A file larger than the whole spool limit was not written by this library.

@@ -366,9 +366,9 @@ impl Builder {
 
     /// How many events may wait between `capture` and the background thread; more are
     /// dropped and counted. It also bounds the events held in memory while the endpoint is
-    /// failing (older ones are spooled). Default: 10,000.
+    /// failing (older ones are spooled). At most 1,000,000. Default: 10,000.
     pub fn queue_capacity(mut self, events: usize) -> Self {
-        self.limits.queue_capacity = events.max(1);
+        self.limits.queue_capacity = events.clamp(1, 1_000_000);
         self
     }
 
@@ -444,9 +444,9 @@ impl Builder {
     }
 
     /// The most bytes of events held in memory while the endpoint is slow or failing; older
-    /// events beyond it are spooled. Default: 16 MiB.
+    /// events beyond it are spooled. At least 4 MiB, the largest request. Default: 16 MiB.
     pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_buffer_bytes = bytes;
+        self.limits.max_buffer_bytes = bytes.max(self.limits.max_batch_bytes);
         self
     }
 

@@ -99,8 +99,6 @@ struct Worker<'a> {
     /// The most lines per request; halved on 413 until the lines that were too many are sent.
     batch_limit: usize,
     split_left: usize,
-    /// The most bytes per request; lowered for good by a 413.
-    byte_limit: usize,
     reported_drops: u64,
     warned: HashSet<u16>,
     /// The most lines held in memory; older ones go to the spool.
@@ -132,7 +130,6 @@ impl<'a> Worker<'a> {
             attempts: 0,
             batch_limit: limits.batch_size.max(1),
             split_left: 0,
-            byte_limit: limits.max_batch_bytes,
             reported_drops: 0,
             warned: HashSet::new(),
             outbox_cap: limits.queue_capacity.max(limits.batch_size).max(1),
@@ -161,7 +158,7 @@ impl<'a> Worker<'a> {
                 Ok(index) if index == events_ready => self.accept(self.batch_limit),
                 Ok(_) => match control.try_recv() {
                     Ok(Control::Flush { until, done }) => {
-                        self.accept(usize::MAX);
+                        self.accept(self.outbox_cap);
                         let delivered = self.deliver_until(until);
                         let _ = done.send(delivered);
                     }
@@ -211,12 +208,15 @@ impl<'a> Worker<'a> {
         self.due_now = true;
     }
 
-    /// Moves up to `most` queued events into the outbox.
+    /// Moves up to `most` queued events into the outbox, but never more than were queued when
+    /// it started, so a steady stream of captures cannot keep it here.
     fn accept(&mut self, most: usize) {
+        let limits = &self.shared.limits;
         let mut outbox = lock(&self.shared.outbox);
         if outbox.closed {
             return;
         }
+        let most = most.min(self.shared.events_rx.len());
         for _ in 0..most {
             let Ok(captured) = self.shared.events_rx.try_recv() else {
                 break;
@@ -227,12 +227,26 @@ impl<'a> Worker<'a> {
         if !outbox.is_empty() {
             self.oldest.get_or_insert_with(Instant::now);
         }
-        let limits = &self.shared.limits;
-        while outbox.len() > self.outbox_cap || outbox.bytes() > limits.max_buffer_bytes {
-            // The sink is not keeping up: keep memory bounded by moving the oldest lines to
-            // the spool.
-            let lines = outbox.take_front(limits.batch_size.max(1));
-            self.shared.store(lines);
+        // When the sink is not keeping up, memory stays bounded: the oldest lines beyond the
+        // limits go to the spool, in one write.
+        let mut spill = outbox.len().saturating_sub(self.outbox_cap);
+        let mut bytes = outbox.bytes()
+            - outbox
+                .lines()
+                .take(spill)
+                .map(|line| line.json.len())
+                .sum::<usize>();
+        for line in outbox.lines().skip(spill) {
+            if bytes <= limits.max_buffer_bytes {
+                break;
+            }
+            bytes -= line.json.len();
+            spill += 1;
+        }
+        let problem = self.shared.store(outbox.take_front(spill));
+        drop(outbox);
+        if let Some(problem) = problem {
+            log::warn!("{problem}");
         }
     }
 
@@ -324,7 +338,7 @@ impl<'a> Worker<'a> {
             let mut count = 0;
             let mut bytes = 0;
             for line in outbox.lines().take(self.batch_limit) {
-                if count > 0 && bytes + line.json.len() > self.byte_limit {
+                if count > 0 && bytes + line.json.len() > limits.max_batch_bytes {
                     break;
                 }
                 bytes += line.json.len() + 1;
@@ -372,18 +386,26 @@ impl<'a> Worker<'a> {
                 Settlement::Unstorable
             }
         };
-        self.settle(count, body.len(), settlement);
+        self.settle(count, settlement);
     }
 
     /// Applies what happened to the first `count` lines, all under one lock, so that a
     /// shutdown sees them either still pending or fully settled.
-    fn settle(&mut self, count: usize, body_bytes: usize, settlement: Settlement) {
+    fn settle(&mut self, count: usize, settlement: Settlement) {
+        let problem = self.settle_locked(count, settlement);
+        // Logged after the lock is released: a logger may call back into telemetry.
+        if let Some(problem) = problem {
+            log::warn!("{problem}");
+        }
+    }
+
+    fn settle_locked(&mut self, count: usize, settlement: Settlement) -> Option<String> {
         let shared = self.shared;
         let counters = &shared.counters;
         let mut outbox = lock(&shared.outbox);
         if outbox.closed {
             // A shutting-down caller spooled these lines, the batch in flight included.
-            return;
+            return None;
         }
         match settlement {
             Settlement::Delivered => {
@@ -392,13 +414,16 @@ impl<'a> Worker<'a> {
                     Sink::Local(log) => log.append(lines.iter().map(|line| line.json.as_str())),
                     _ => Ok(()),
                 };
-                match result {
-                    Ok(()) => Counters::add(&counters.delivered, counted(&lines)),
-                    Err(error) => {
-                        log::warn!("could not write the local telemetry log: {error}");
-                        Counters::add(&counters.unstorable, counted(&lines));
+                let problem = match result {
+                    Ok(()) => {
+                        Counters::add(&counters.delivered, counted(&lines));
+                        None
                     }
-                }
+                    Err(error) => {
+                        Counters::add(&counters.unstorable, counted(&lines));
+                        Some(format!("could not write the local telemetry log: {error}"))
+                    }
+                };
                 lines.into_iter().for_each(Line::settle);
                 self.attempts = 0;
                 self.retry_at = None;
@@ -410,26 +435,27 @@ impl<'a> Worker<'a> {
                     }
                 }
                 self.oldest = (!outbox.is_empty()).then(Instant::now);
+                problem
             }
             Settlement::Retry(after) => {
                 self.attempts += 1;
                 if self.attempts >= shared.limits.max_attempts {
-                    log::debug!("telemetry upload keeps failing; spooling {count} events");
+                    // Not retried forever: a later process sends it.
                     let lines = outbox.take_front(count);
-                    shared.store(lines);
                     self.attempts = 0;
                     self.retry_at = None;
+                    shared.store(lines)
                 } else {
                     let wait = backoff(&shared.limits, self.attempts, &mut self.random);
                     let wait = after.map_or(wait, |after| after.max(wait));
                     self.retry_at = Some(crate::pipeline::after(wait));
+                    None
                 }
             }
             Settlement::TooLarge if count > 1 => {
                 self.batch_limit = (count / 2).max(1);
                 self.split_left = self.split_left.max(count);
-                // The server's limit is on bytes: remember it for later batches.
-                self.byte_limit = self.byte_limit.min((body_bytes / 2).max(1));
+                None
             }
             Settlement::TooLarge | Settlement::Rejected(_) => {
                 let status = match settlement {
@@ -439,20 +465,21 @@ impl<'a> Worker<'a> {
                 let lines = outbox.take_front(count);
                 Counters::add(&counters.rejected, counted(&lines));
                 lines.into_iter().for_each(Line::settle);
-                if self.warned.insert(status) {
-                    log::warn!(
+                self.attempts = 0;
+                self.retry_at = None;
+                self.warned.insert(status).then(|| {
+                    format!(
                         "{} telemetry: the server refused a batch with HTTP {status}; \
                          its events were dropped (check the API key and endpoint)",
                         shared.app
-                    );
-                }
-                self.attempts = 0;
-                self.retry_at = None;
+                    )
+                })
             }
             Settlement::Unstorable => {
                 let lines = outbox.take_front(count);
                 Counters::add(&counters.unstorable, counted(&lines));
                 lines.into_iter().for_each(Line::settle);
+                None
             }
         }
     }
