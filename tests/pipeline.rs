@@ -431,25 +431,37 @@ fn plain_http_off_loopback_is_refused() {
     }
 }
 
-#[test]
-fn https_goes_through_the_configured_proxy() {
+/// Starts telemetry for an HTTPS endpoint only a proxy could reach, with `variable` naming a
+/// proxy on 127.0.0.1 that never answers, sends one event and returns the proxy's side of the
+/// connection and the final accounting.
+fn through_silent_proxy(
+    variable: &str,
+    scheme: &str,
+) -> (std::net::TcpStream, telemetry_runtime::Stats) {
     let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let proxy_url = format!("{scheme}://{}", proxy.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let telemetry = builder(
         Some("https://telemetry.invalid"),
         dir.path(),
-        &[("HTTPS_PROXY", &proxy_url)],
+        &[(variable, &proxy_url)],
     )
     .max_attempts(1)
     .request_timeout(Duration::from_millis(500))
     .start();
     telemetry.capture(&job(1));
-    // The proxy never answers the CONNECT: the one attempt times out and is spooled.
+    // The proxy never answers: the one attempt times out and is spooled.
     assert!(telemetry.flush(Duration::from_secs(20)));
     proxy.set_nonblocking(true).unwrap();
     let (connection, _) = proxy.accept().expect("the proxy was contacted");
     connection.set_nonblocking(false).unwrap();
+    let stats = telemetry.shutdown(Duration::from_secs(10));
+    (connection, stats)
+}
+
+#[test]
+fn https_goes_through_the_configured_proxy() {
+    let (connection, stats) = through_silent_proxy("HTTPS_PROXY", "http");
     let mut first_line = String::new();
     BufReader::new(&connection)
         .read_line(&mut first_line)
@@ -458,8 +470,7 @@ fn https_goes_through_the_configured_proxy() {
         first_line.starts_with("CONNECT telemetry.invalid:443 "),
         "{first_line:?}"
     );
-    let stats = telemetry.shutdown(Duration::from_secs(10));
-    assert_eq!(stats.spooled, 1, "{stats:?}");
+    assert_eq!((stats.spooled, stats.dropped.total()), (1, 0), "{stats:?}");
 }
 
 #[test]
@@ -535,20 +546,24 @@ fn a_shutdown_racing_the_background_thread_loses_nothing() {
     }
 }
 
+/// Captures `count` events while the endpoint refuses connections and shuts down at once, so
+/// that they are all spooled under `dir`; returns their uuids.
+fn spool_events(dir: &std::path::Path, count: u32) -> Vec<String> {
+    let telemetry = builder(Some(&support::refused_origin()), dir, &[]).start();
+    for n in 0..count {
+        telemetry.capture(&job(n));
+    }
+    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, u64::from(count));
+    let uuids = support::spooled_uuids(&dir.join("state"));
+    assert_eq!(uuids.len(), count as usize);
+    uuids
+}
+
 #[test]
 fn a_restart_that_shuts_down_at_once_keeps_the_spool_intact() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let refused = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
-    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
-    for n in 0..20 {
-        telemetry.capture(&job(n));
-    }
-    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 20);
-    let original = support::spooled_uuids(&state);
+    let original = spool_events(dir.path(), 20);
 
     let receiver = Receiver::healthy();
     for _ in 0..20 {
@@ -581,28 +596,11 @@ fn flushing_after_shutdown_returns_at_once() {
 
 #[test]
 fn a_socks_proxy_is_spoken_to() {
-    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
     // `socks5h`: the proxy resolves the name, as it must for a host only it can see.
-    let proxy_url = format!("socks5h://{}", proxy.local_addr().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let telemetry = builder(
-        Some("https://telemetry.invalid"),
-        dir.path(),
-        &[("ALL_PROXY", &proxy_url)],
-    )
-    .max_attempts(1)
-    .request_timeout(Duration::from_millis(500))
-    .start();
-    telemetry.capture(&job(1));
-    // The proxy never answers the greeting: the one attempt times out and is spooled.
-    assert!(telemetry.flush(Duration::from_secs(20)));
-    proxy.set_nonblocking(true).unwrap();
-    let (mut connection, _) = proxy.accept().expect("the proxy was contacted");
-    connection.set_nonblocking(false).unwrap();
+    let (mut connection, stats) = through_silent_proxy("ALL_PROXY", "socks5h");
     let mut greeting = [0; 1];
     std::io::Read::read_exact(&mut connection, &mut greeting).unwrap();
     assert_eq!(greeting[0], 5, "a SOCKS5 greeting");
-    let stats = telemetry.shutdown(Duration::from_secs(10));
     assert_eq!((stats.spooled, stats.dropped.total()), (1, 0), "{stats:?}");
 }
 
@@ -696,13 +694,7 @@ fn the_state_directory_follows_xdg_and_can_be_overridden() {
 fn the_state_is_private_to_the_user() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let refused = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
-    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
-    telemetry.capture(&job(1));
-    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 1);
+    spool_events(dir.path(), 1);
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let state = dir.path().join("state");
@@ -720,19 +712,10 @@ fn the_state_is_private_to_the_user() {
 fn restored_events_that_cannot_be_spooled_again_stay_where_they_were() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let refused = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
-    let telemetry = builder(Some(&refused), dir.path(), &[]).start();
-    for n in 0..5 {
-        telemetry.capture(&job(n));
-    }
-    assert_eq!(telemetry.shutdown(Duration::ZERO).spooled, 5);
-    let original = support::spooled_uuids(&state);
+    let original = spool_events(dir.path(), 5);
 
     // A spool too small for anything: the restored events cannot be written anew.
-    let telemetry = builder(Some(&refused), dir.path(), &[])
+    let telemetry = builder(Some(&support::refused_origin()), dir.path(), &[])
         .spool_limits(10, Duration::from_secs(3600))
         .start();
     let stats = telemetry.shutdown(Duration::ZERO);

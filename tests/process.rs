@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Receiver, spooled_uuids};
+use support::{Receiver, refused_origin, spooled_uuids};
 
 /// Runs the probe program with only the given environment (no `CI`, no proxies, no home of
 /// the machine's user) and returns its output and how long it took.
@@ -42,14 +42,6 @@ fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> (Output, Duration)
 /// The probe's final accounting.
 fn stats(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("the probe prints its stats as JSON")
-}
-
-/// A port on 127.0.0.1 where nothing listens: connecting is refused.
-fn refused_origin() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
 }
 
 /// A server on 127.0.0.1 that accepts connections and never answers, holding them open.

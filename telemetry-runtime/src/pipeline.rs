@@ -144,17 +144,9 @@ impl Counters {
 /// Everything one started telemetry instance owns.
 pub(crate) struct Shared {
     pub me: Weak<Shared>,
-    pub app: String,
-    pub mode: Mode,
-    pub limits: Limits,
-    pub api_key: String,
-    pub endpoint: Option<Endpoint>,
-    pub proxy: Option<ureq::Proxy>,
-    pub identity: Identity,
-    pub state_dir: Option<PathBuf>,
+    pub settings: Settings,
     pub spool: Option<Spool>,
     pub local_log: Option<LocalLog>,
-    pub debug: bool,
     /// `"<installation id>"` as a JSON string.
     distinct_id_json: String,
     /// The properties added to every event, as the inside of a JSON object.
@@ -174,8 +166,8 @@ pub(crate) struct Shared {
     pub outbox: Mutex<Outbox>,
 }
 
-/// What [`Shared::new`] needs.
-pub(crate) struct Parts {
+/// What was decided at start.
+pub(crate) struct Settings {
     pub app: String,
     pub version: String,
     pub mode: Mode,
@@ -214,7 +206,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(parts: Parts) -> Arc<Shared> {
+    pub(crate) fn new(parts: Settings) -> Arc<Shared> {
         let (events_tx, events_rx) = crossbeam_channel::bounded(parts.limits.queue_capacity);
         let (control_tx, control_rx) = crossbeam_channel::bounded(16);
         let spool = match (&parts.state_dir, parts.mode) {
@@ -250,17 +242,9 @@ impl Shared {
             serde_json::to_string(&parts.identity.installation_id).expect("a string serializes");
         Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            app: parts.app,
-            mode: parts.mode,
-            limits: parts.limits,
-            api_key: parts.api_key,
-            endpoint: parts.endpoint,
-            proxy: parts.proxy,
-            identity: parts.identity,
-            state_dir: parts.state_dir,
+            settings: parts,
             spool,
             local_log,
-            debug: parts.debug,
             distinct_id_json,
             common_properties,
             gate: AtomicU64::new(0),
@@ -289,7 +273,7 @@ impl Shared {
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
         log::error!(
             "{} telemetry is disabled for this process: {reason}",
-            self.app
+            self.settings.app
         );
     }
 
@@ -310,7 +294,7 @@ impl Shared {
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
             let mut buf = JsonBuf::with_capacity(512);
-            crate::event::write_properties(event, &mut buf, &self.identity.key);
+            crate::event::write_properties(event, &mut buf, &self.settings.identity.key);
             buf.finish()
         }));
         let name = E::SCHEMA.name;
@@ -323,7 +307,7 @@ impl Shared {
             };
             Counters::add(&self.counters.captured, 1);
             match encoded {
-                Ok(Ok(properties)) if properties.len() <= self.limits.max_event_bytes => {
+                Ok(Ok(properties)) if properties.len() <= self.settings.limits.max_event_bytes => {
                     self.ensure_worker();
                     let captured = Captured {
                         name,
@@ -339,7 +323,10 @@ impl Shared {
                 }
                 Ok(Ok(_)) => {
                     Counters::add(&self.counters.too_large, 1);
-                    Some(format!("larger than {} bytes", self.limits.max_event_bytes))
+                    Some(format!(
+                        "larger than {} bytes",
+                        self.settings.limits.max_event_bytes
+                    ))
                 }
                 Ok(Err(error)) => {
                     Counters::add(&self.counters.unencodable, 1);
@@ -370,7 +357,7 @@ impl Shared {
         }
         let Some(me) = self.me.upgrade() else { return };
         let spawned = std::thread::Builder::new()
-            .name(format!("{}-telemetry", self.app))
+            .name(format!("{}-telemetry", self.settings.app))
             .spawn(move || crate::worker::run(&me));
         self.worker_started.store(true, Ordering::Release);
         match spawned {

@@ -15,7 +15,7 @@ use crate::config::{
     proxy_for,
 };
 use crate::consent::{self, Mode};
-use crate::pipeline::{Parts, Shared, after};
+use crate::pipeline::{Settings, Shared, after};
 use crate::state::{Identity, create_private_dir};
 
 /// A handle on a started telemetry pipeline, or on one that is off. Cheap to clone; every
@@ -193,14 +193,20 @@ impl Telemetry {
 
     /// What telemetry does in this process.
     pub fn mode(&self) -> Mode {
-        self.shared.as_ref().map_or(Mode::Off, |shared| shared.mode)
+        self.shared
+            .as_ref()
+            .map_or(Mode::Off, |shared| shared.settings.mode)
     }
 
     /// The URL events are uploaded to, or `None` when nothing is uploaded.
     pub fn endpoint(&self) -> Option<&str> {
         let shared = self.shared.as_ref()?;
-        match shared.mode {
-            Mode::On => shared.endpoint.as_ref().map(|e| e.batch_url.as_str()),
+        match shared.settings.mode {
+            Mode::On => shared
+                .settings
+                .endpoint
+                .as_ref()
+                .map(|e| e.batch_url.as_str()),
             _ => None,
         }
     }
@@ -208,12 +214,12 @@ impl Telemetry {
     /// The state directory in use, or `None` if it could not be used (the identity is then
     /// ephemeral and nothing is spooled).
     pub fn state_dir(&self) -> Option<&Path> {
-        self.shared.as_ref()?.state_dir.as_deref()
+        self.shared.as_ref()?.settings.state_dir.as_deref()
     }
 
     /// The anonymous installation id events are sent under (`distinct_id`).
     pub fn installation_id(&self) -> Option<&str> {
-        Some(&self.shared.as_ref()?.identity.installation_id)
+        Some(&self.shared.as_ref()?.settings.identity.installation_id)
     }
 
     /// Whether the pipeline is still accepting events.
@@ -250,7 +256,7 @@ impl Deref for TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(shared) = &self.telemetry.shared {
-            shared.shutdown(after(shared.limits.flush_deadline));
+            shared.shutdown(after(shared.settings.limits.flush_deadline));
         }
     }
 }
@@ -531,7 +537,7 @@ impl Builder {
                     )
                 })
         });
-        let shared = Shared::new(Parts {
+        let shared = Shared::new(Settings {
             app: self.app,
             version: self.version,
             mode,

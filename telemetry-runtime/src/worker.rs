@@ -107,19 +107,23 @@ struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     fn new(shared: &'a Shared) -> Worker<'a> {
-        let label = format!("{} telemetry", shared.app);
-        let sink = match (&shared.endpoint, shared.mode, &shared.local_log) {
+        let label = format!("{} telemetry", shared.settings.app);
+        let sink = match (
+            &shared.settings.endpoint,
+            shared.settings.mode,
+            &shared.local_log,
+        ) {
             (Some(endpoint), Mode::On, _) => Sink::Upload(Uploader::new(
                 endpoint,
-                shared.proxy.clone(),
-                &shared.api_key,
-                &shared.limits,
-                shared.debug.then_some(label),
+                shared.settings.proxy.clone(),
+                &shared.settings.api_key,
+                &shared.settings.limits,
+                shared.settings.debug.then_some(label),
             )),
             (_, _, Some(log)) => Sink::Local(log),
             _ => Sink::Nowhere,
         };
-        let limits = &shared.limits;
+        let limits = &shared.settings.limits;
         Worker {
             shared,
             sink,
@@ -211,7 +215,7 @@ impl<'a> Worker<'a> {
     /// Moves up to `most` queued events into the outbox, but never more than were queued when
     /// it started, so a steady stream of captures cannot keep it here.
     fn accept(&mut self, most: usize) {
-        let limits = &self.shared.limits;
+        let limits = &self.shared.settings.limits;
         let mut outbox = lock(&self.shared.outbox);
         if outbox.closed {
             return;
@@ -262,7 +266,7 @@ impl<'a> Worker<'a> {
             return Some(now);
         }
         self.oldest
-            .and_then(|oldest| oldest.checked_add(self.shared.limits.flush_interval))
+            .and_then(|oldest| oldest.checked_add(self.shared.settings.limits.flush_interval))
     }
 
     fn is_due(&self, now: Instant) -> bool {
@@ -327,7 +331,7 @@ impl<'a> Worker<'a> {
     /// Sends one batch from the front of the outbox.
     fn send_batch(&mut self, until: Option<Instant>) {
         self.report_drops();
-        let limits = &self.shared.limits;
+        let limits = &self.shared.settings.limits;
         // What to send, read under the lock; the lock is never held across the network or a
         // write to stderr, so a shutting-down caller can always take the lines over.
         let (count, body, texts) = {
@@ -347,7 +351,7 @@ impl<'a> Worker<'a> {
             let lines = || outbox.lines().take(count).map(|line| line.json.as_str());
             match &self.sink {
                 Sink::Upload(uploader) => (count, uploader.body(lines()), Vec::new()),
-                Sink::Local(_) | Sink::Nowhere if self.shared.debug => {
+                Sink::Local(_) | Sink::Nowhere if self.shared.settings.debug => {
                     (count, Vec::new(), lines().map(str::to_owned).collect())
                 }
                 Sink::Local(_) | Sink::Nowhere => (count, Vec::new(), Vec::new()),
@@ -371,7 +375,7 @@ impl<'a> Worker<'a> {
                 }
             }
             Sink::Local(log) => {
-                let label = format!("{} telemetry (local)", self.shared.app);
+                let label = format!("{} telemetry (local)", self.shared.settings.app);
                 let destination = log.path().display().to_string();
                 for text in &texts {
                     print_pretty(&label, &destination, text.as_bytes());
@@ -379,7 +383,7 @@ impl<'a> Worker<'a> {
                 Settlement::Delivered
             }
             Sink::Nowhere => {
-                let label = format!("{} telemetry (not recorded)", self.shared.app);
+                let label = format!("{} telemetry (not recorded)", self.shared.settings.app);
                 for text in &texts {
                     print_pretty(&label, "nowhere", text.as_bytes());
                 }
@@ -431,7 +435,7 @@ impl<'a> Worker<'a> {
                 if self.split_left > 0 {
                     self.split_left = self.split_left.saturating_sub(count);
                     if self.split_left == 0 {
-                        self.batch_limit = shared.limits.batch_size.max(1);
+                        self.batch_limit = shared.settings.limits.batch_size.max(1);
                     }
                 }
                 self.oldest = (!outbox.is_empty()).then(Instant::now);
@@ -439,14 +443,14 @@ impl<'a> Worker<'a> {
             }
             Settlement::Retry(after) => {
                 self.attempts += 1;
-                if self.attempts >= shared.limits.max_attempts {
+                if self.attempts >= shared.settings.limits.max_attempts {
                     // Not retried forever: a later process sends it.
                     let lines = outbox.take_front(count);
                     self.attempts = 0;
                     self.retry_at = None;
                     shared.store(lines)
                 } else {
-                    let wait = backoff(&shared.limits, self.attempts, &mut self.random);
+                    let wait = backoff(&shared.settings.limits, self.attempts, &mut self.random);
                     let wait = after.map_or(wait, |after| after.max(wait));
                     self.retry_at = Some(crate::pipeline::after(wait));
                     None
@@ -471,7 +475,7 @@ impl<'a> Worker<'a> {
                     format!(
                         "{} telemetry: the server refused a batch with HTTP {status}; \
                          its events were dropped (check the API key and endpoint)",
-                        shared.app
+                        shared.settings.app
                     )
                 })
             }
@@ -530,7 +534,7 @@ mod tests {
     #[test]
     fn a_panic_in_the_background_disables_telemetry_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = Shared::new(crate::pipeline::Parts {
+        let shared = Shared::new(crate::pipeline::Settings {
             app: "test".into(),
             version: "1".into(),
             mode: Mode::Local,

@@ -256,3 +256,9 @@ pub fn spooled_uuids(state: &Path) -> Vec<String> {
     uuids.sort();
     uuids
 }
+
+/// An origin on 127.0.0.1 where nothing listens: connecting is refused.
+pub fn refused_origin() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    format!("http://{}", listener.local_addr().expect("an address"))
+}
