@@ -17,6 +17,19 @@ pub(crate) enum Env {
     Map(HashMap<String, String>),
 }
 
+#[cfg(test)]
+impl Env {
+    /// An environment holding exactly `pairs`.
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+}
+
 /// What a variable holds: absent, or present (possibly not valid Unicode, which counts as
 /// present but unreadable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,14 +375,7 @@ mod tests {
     #[test]
     fn proxies_come_from_the_environment_unless_excluded() {
         let endpoint = Endpoint::parse("https://eu.i.posthog.com").unwrap();
-        let env = |pairs: &[(&str, &str)]| {
-            Env::Map(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            )
-        };
+        let env = Env::from_pairs;
         assert_eq!(proxy_for(&endpoint, &env(&[])), None);
         assert_eq!(
             proxy_for(&endpoint, &env(&[("ALL_PROXY", "http://p:1")])).as_deref(),

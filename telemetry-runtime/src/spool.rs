@@ -110,11 +110,9 @@ impl Spool {
     /// Whether any spool file, claimed or not, is present.
     pub(crate) fn has_files(&self) -> bool {
         fs::read_dir(&self.dir).is_ok_and(|entries| {
-            entries.flatten().any(|entry| {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                name.ends_with(PENDING) || name.ends_with(CLAIMED)
-            })
+            entries
+                .flatten()
+                .any(|entry| is_spool_file(&entry.file_name().to_string_lossy()))
         })
     }
 
@@ -123,11 +121,7 @@ impl Spool {
         fs::read_dir(&self.dir).map_or(0, |entries| {
             entries
                 .flatten()
-                .filter(|entry| {
-                    let name = entry.file_name();
-                    let name = name.to_string_lossy();
-                    name.ends_with(PENDING) || name.ends_with(CLAIMED)
-                })
+                .filter(|entry| is_spool_file(&entry.file_name().to_string_lossy()))
                 .filter_map(|entry| entry.metadata().ok())
                 .map(|meta| meta.len())
                 .sum()
@@ -181,7 +175,7 @@ impl Spool {
             let path = self.dir.join(&name);
             if name.starts_with(".tmp-") {
                 remove_if_older(&path, ABANDONED_TEMP);
-            } else if (name.ends_with(PENDING) || name.ends_with(CLAIMED))
+            } else if is_spool_file(&name)
                 && let Err(error) = self.claim_file(&path, &mut claimed)
             {
                 log::debug!("skipped spool file {name}: {error}");
@@ -258,6 +252,11 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Whether a file in the spool directory holds events, pending or claimed.
+fn is_spool_file(name: &str) -> bool {
+    name.ends_with(PENDING) || name.ends_with(CLAIMED)
 }
 
 fn remove_if_older(path: &Path, age: Duration) {

@@ -8,6 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hashing::HashKey;
 
@@ -47,27 +48,70 @@ pub(crate) fn unique_name(prefix: &str, suffix: &str) -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let random = getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()));
+    let mut random = [0; 8];
+    fill_random(&mut random);
+    let random = u64::from_le_bytes(random);
     format!(
         "{prefix}{millis:013}-{}-{random:016x}{suffix}",
         std::process::id()
     )
 }
 
-/// Writes `contents` to a new private file `dir/name` that appears all at once: it is written
-/// under a temporary name, then renamed.
-pub(crate) fn write_new_private(dir: &Path, name: &str, contents: &[u8]) -> io::Result<PathBuf> {
+/// Fills `buf` from the OS's random source. Without one (a broken sandbox), falls back to a
+/// digest of the time, process, thread and a counter: not secret, but still unique, so ids do
+/// not collide and hashes are still not a plain, dictionary-reversible digest. Never panics.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_ok() {
+        return;
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    for chunk in buf.chunks_mut(32) {
+        let seed = format!(
+            "{:?}{}{:?}{}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            std::thread::current().id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes()).into();
+        chunk.copy_from_slice(&digest[..chunk.len()]);
+    }
+}
+
+/// A new random installation id (a v4 uuid).
+fn new_installation_id() -> String {
+    let mut bytes = [0; 16];
+    fill_random(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// Writes `contents` to a new private temporary file in `dir`, then puts it at `dir/name` with
+/// `place`: a rename replaces what is there, a hard link refuses to. Either way the name
+/// appears with all of its contents at once, and the temporary file does not remain.
+fn put_private(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    place: fn(&Path, &Path) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let temp = dir.join(unique_name(".tmp-", ""));
+    let target = dir.join(name);
     let result = (|| {
         let mut file = private_options().write(true).create_new(true).open(&temp)?;
         file.write_all(contents)?;
         file.sync_data()?;
-        fs::rename(&temp, dir.join(name))
+        place(&temp, &target)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map(|()| dir.join(name))
+    let _ = fs::remove_file(&temp);
+    result.map(|()| target)
+}
+
+/// Writes `contents` to a new private file `dir/name` that appears all at once.
+pub(crate) fn write_new_private(dir: &Path, name: &str, contents: &[u8]) -> io::Result<PathBuf> {
+    put_private(dir, name, contents, |from, to| fs::rename(from, to))
 }
 
 /// Creates `dir/name` with `contents` unless it exists; either way returns what it holds. Two
@@ -78,16 +122,8 @@ fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<Vec<u8>
     if let Ok(existing) = read_small(&target) {
         return Ok(existing);
     }
-    let temp = dir.join(unique_name(".tmp-", ""));
-    let linked = (|| {
-        let mut file = private_options().write(true).create_new(true).open(&temp)?;
-        file.write_all(contents)?;
-        file.sync_data()?;
-        fs::hard_link(&temp, &target)
-    })();
-    let _ = fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(contents.to_vec()),
+    match put_private(dir, name, contents, |from, to| fs::hard_link(from, to)) {
+        Ok(_) => Ok(contents.to_vec()),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => read_small(&target),
         Err(error) => Err(error),
     }
@@ -118,14 +154,14 @@ impl Identity {
     /// A fresh identity that lives only as long as the process.
     pub(crate) fn ephemeral() -> Identity {
         Identity {
-            installation_id: uuid::Uuid::new_v4().to_string(),
+            installation_id: new_installation_id(),
             key: HashKey::from_bytes(random_key()),
         }
     }
 
     /// The identity stored in `dir`, created on first use.
     pub(crate) fn load_or_create(dir: &Path) -> io::Result<Identity> {
-        let id = create_or_read(dir, ID_FILE, uuid::Uuid::new_v4().to_string().as_bytes())?;
+        let id = create_or_read(dir, ID_FILE, new_installation_id().as_bytes())?;
         let id = std::str::from_utf8(&id)
             .ok()
             .and_then(|text| uuid::Uuid::try_parse(text.trim()).ok())
@@ -150,16 +186,7 @@ fn invalid(name: &str) -> io::Error {
 
 fn random_key() -> [u8; HashKey::LEN] {
     let mut key = [0; HashKey::LEN];
-    if getrandom::fill(&mut key).is_err() {
-        // No OS randomness: derive a key that is at least unique to this process and moment,
-        // so hashes are still not a plain, dictionary-reversible digest.
-        let seed = format!(
-            "{:?}{:?}",
-            std::time::SystemTime::now(),
-            std::thread::current().id()
-        );
-        key = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes()).into();
-    }
+    fill_random(&mut key);
     key
 }
 

@@ -529,13 +529,9 @@ impl Builder {
             None => (Identity::ephemeral(), None),
         };
         let debug = self.debug.unwrap_or_else(|| {
+            // Any value but an off-like one (`0`, `false`, `no`, `off`) turns debugging on.
             env.text(&format!("{prefix}_TELEMETRY_DEBUG"))
-                .is_some_and(|value| {
-                    !matches!(
-                        value.to_ascii_lowercase().as_str(),
-                        "0" | "false" | "no" | "off"
-                    )
-                })
+                .is_some_and(|value| Mode::parse(&value) != Some(Mode::Off))
         });
         let shared = Shared::new(Settings {
             app: self.app,

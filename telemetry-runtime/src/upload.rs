@@ -89,28 +89,25 @@ impl Uploader {
         if let Some(label) = &self.debug_label {
             print_pretty(label, &self.url, body);
         }
-        let request = self
+        let gzipped = (body.len() >= self.gzip_threshold).then(|| {
+            let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+            gzip.write_all(body).expect("writing to a Vec cannot fail");
+            gzip.finish().expect("writing to a Vec cannot fail")
+        });
+        let mut request = self
             .agent
             .post(&self.url)
             .header("Content-Type", "application/json");
-        let sent = if body.len() >= self.gzip_threshold {
-            let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-            gzip.write_all(body).expect("writing to a Vec cannot fail");
-            let compressed = gzip.finish().expect("writing to a Vec cannot fail");
-            request
+        if gzipped.is_some() {
+            request = request
                 .header("Content-Encoding", "gzip")
-                .query("compression", "gzip-js")
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .send(&compressed[..])
-        } else {
-            request
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .send(body)
-        };
+                .query("compression", "gzip-js");
+        }
+        let sent = request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(gzipped.as_deref().unwrap_or(body));
         match sent {
             Ok(mut response) => {
                 let status = response.status().as_u16();

@@ -48,16 +48,7 @@ impl RandomPool {
     /// Ten fresh random bytes: the random part of a v7 uuid.
     pub(crate) fn take(&mut self) -> [u8; 10] {
         if self.used + 10 > self.bytes.len() {
-            if getrandom::fill(&mut self.bytes).is_err() {
-                // No OS randomness: std's per-process random hash keys still make uuids that
-                // differ between processes; the counter makes them differ within one.
-                use std::hash::BuildHasher as _;
-                let state = std::collections::hash_map::RandomState::new();
-                for (i, chunk) in self.bytes.chunks_mut(8).enumerate() {
-                    let word = state.hash_one(i).to_le_bytes();
-                    chunk.copy_from_slice(&word[..chunk.len()]);
-                }
-            }
+            crate::state::fill_random(&mut self.bytes);
             self.used = 0;
         }
         let mut out = [0; 10];
