@@ -56,6 +56,7 @@
 // Lets the derives' generated code, which names `::telemetry_runtime`, work inside this crate.
 extern crate self as telemetry_runtime;
 
+mod ci;
 mod config;
 mod consent;
 pub mod dispositions;
