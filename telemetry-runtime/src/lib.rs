@@ -68,6 +68,7 @@ pub mod schema;
 mod scrub;
 mod spool;
 mod state;
+mod sysinfo;
 mod telemetry;
 mod upload;
 mod worker;
@@ -85,6 +86,7 @@ pub use consent::{Mode, ParseModeError};
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};
+pub use sysinfo::SystemInfo;
 pub use telemetry::{
     Builder, Dropped, Stats, Telemetry, TelemetryGuard, capture, global, ignored_before_start,
 };
