@@ -23,6 +23,8 @@ use serde::de::IgnoredAny;
 
 use crate::state::{create_private_dir, unique_name, write_new_private};
 
+/// The spool's directory inside the state directory.
+pub(crate) const SPOOL_DIR: &str = "spool";
 const PENDING: &str = ".jsonl";
 /// PostHog refuses a whole batch when one event in it is larger than about 1 MB.
 const MAX_LINE_BYTES: usize = 1_000_000;
@@ -114,6 +116,38 @@ impl Spool {
                 .flatten()
                 .any(|entry| is_spool_file(&entry.file_name().to_string_lossy()))
         })
+    }
+
+    /// How many events the spool files hold now (drop reports included).
+    pub(crate) fn count_lines(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut lines = 0;
+        for entry in entries.flatten() {
+            if !is_spool_file(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            // The spool is bounded, so reading it whole is bounded too; a file larger than
+            // that is not ours to count.
+            if let Ok(file) = File::open(entry.path()) {
+                let mut contents = Vec::new();
+                let limit = self.max_bytes.max(MAX_LINE_BYTES as u64).saturating_add(1);
+                if file.take(limit).read_to_end(&mut contents).is_ok() {
+                    lines += contents.iter().filter(|&&byte| byte == b'\n').count() as u64;
+                }
+            }
+        }
+        lines
+    }
+
+    /// Deletes every spool file. A process running at the same time still sends what it has
+    /// already read into memory.
+    pub(crate) fn clear(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
     }
 
     /// Bytes held by spool files now.

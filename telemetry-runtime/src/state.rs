@@ -12,12 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hashing::HashKey;
 
-const ID_FILE: &str = "installation-id";
-const KEY_FILE: &str = "hash-key";
+pub(crate) const ID_FILE: &str = "installation-id";
+pub(crate) const KEY_FILE: &str = "hash-key";
+/// Present once the first-run notice has been shown.
+pub(crate) const NOTICE_FILE: &str = "notice-shown";
 /// The local event log of `local` mode.
 pub(crate) const LOG_FILE: &str = "events.jsonl";
 /// Where the log goes when it reaches its size limit; the one before is discarded.
-const OLD_LOG_FILE: &str = "events.1.jsonl";
+pub(crate) const OLD_LOG_FILE: &str = "events.1.jsonl";
 
 /// Creates `dir` (and missing parents) with mode 0700.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -78,8 +80,8 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// A new random installation id (a v4 uuid).
-fn new_installation_id() -> String {
+/// A new random id (a v4 uuid): an installation's, or a process's.
+pub(crate) fn new_installation_id() -> String {
     let mut bytes = [0; 16];
     fill_random(&mut bytes);
     uuid::Builder::from_random_bytes(bytes)
@@ -131,7 +133,7 @@ fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<Vec<u8>
 
 /// Reads a state file that is expected to be small; a larger one is an error, not a memory
 /// spike.
-fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     const LIMIT: u64 = 4096;
     let mut contents = Vec::new();
     File::open(path)?
@@ -159,21 +161,91 @@ impl Identity {
         }
     }
 
-    /// The identity stored in `dir`, created on first use.
+    /// The identity stored in `dir`, created on first use. A file that is corrupt or cannot
+    /// be read is replaced, so one bad byte does not turn every later run ephemeral.
     pub(crate) fn load_or_create(dir: &Path) -> io::Result<Identity> {
-        let id = create_or_read(dir, ID_FILE, new_installation_id().as_bytes())?;
-        let id = std::str::from_utf8(&id)
-            .ok()
-            .and_then(|text| uuid::Uuid::try_parse(text.trim()).ok())
-            .ok_or_else(|| invalid(ID_FILE))?;
-        let mut hex = Vec::with_capacity(2 * HashKey::LEN);
-        crate::json::push_hex(&mut hex, &random_key());
-        let key = create_or_read(dir, KEY_FILE, &hex)?;
-        let key = parse_key(&key).ok_or_else(|| invalid(KEY_FILE))?;
+        let id = load_or_replace(
+            dir,
+            ID_FILE,
+            || new_installation_id().into_bytes(),
+            |bytes| {
+                let text = std::str::from_utf8(bytes).ok()?;
+                let id = uuid::Uuid::try_parse(text.trim()).ok()?;
+                Some(id.hyphenated().to_string())
+            },
+        )?;
+        let key = load_or_replace(
+            dir,
+            KEY_FILE,
+            || {
+                let mut hex = Vec::with_capacity(2 * HashKey::LEN);
+                crate::json::push_hex(&mut hex, &random_key());
+                hex
+            },
+            parse_key,
+        )?;
         Ok(Identity {
-            installation_id: id.hyphenated().to_string(),
+            installation_id: id,
             key: HashKey::from_bytes(key),
         })
+    }
+
+    /// The installation id stored in `dir`, if there is a valid one; nothing is created.
+    pub(crate) fn read_installation_id(dir: &Path) -> Option<String> {
+        let bytes = read_small(&dir.join(ID_FILE)).ok()?;
+        let id = uuid::Uuid::try_parse(std::str::from_utf8(&bytes).ok()?.trim()).ok()?;
+        Some(id.hyphenated().to_string())
+    }
+}
+
+/// Reads `dir/name` with `parse`, creating it from `fresh` if it is missing, and replacing it
+/// if it does not parse or cannot be read.
+fn load_or_replace<T>(
+    dir: &Path,
+    name: &str,
+    fresh: impl Fn() -> Vec<u8>,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> io::Result<T> {
+    match create_or_read(dir, name, &fresh()) {
+        Ok(bytes) => {
+            if let Some(value) = parse(&bytes) {
+                return Ok(value);
+            }
+            log::warn!("telemetry: `{name}` in the state directory is corrupt; replacing it");
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData
+            ) =>
+        {
+            log::warn!(
+                "telemetry: cannot read `{name}` in the state directory ({error}); replacing it"
+            );
+        }
+        Err(error) => return Err(error),
+    }
+    // Another process may be repairing it too: whoever links a new file first wins, and the
+    // other reads it.
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let bytes = create_or_read(dir, name, &fresh())?;
+    parse(&bytes).ok_or_else(|| invalid(name))
+}
+
+/// Records that the first-run notice was shown; `Ok(true)` if this call recorded it, `Ok(false)`
+/// if it was recorded before (by this or another process).
+pub(crate) fn record_notice(dir: &Path) -> io::Result<bool> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    match put_private(dir, NOTICE_FILE, stamp.as_bytes(), |from, to| {
+        fs::hard_link(from, to)
+    }) {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -282,10 +354,47 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_key_is_an_error_not_a_silent_new_identity() {
+    fn corrupt_files_are_replaced_and_then_kept() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(KEY_FILE), "not hex").unwrap();
-        assert!(Identity::load_or_create(dir.path()).is_err());
+        for (name, junk) in [
+            (KEY_FILE, &b"not hex"[..]),
+            (ID_FILE, b""),
+            (ID_FILE, &[0xff; 8000]),
+        ] {
+            fs::write(dir.path().join(name), junk).unwrap();
+            let repaired = Identity::load_or_create(dir.path()).unwrap();
+            assert_ne!(fs::read(dir.path().join(name)).unwrap(), junk);
+            let again = Identity::load_or_create(dir.path()).unwrap();
+            assert_eq!(repaired.installation_id, again.installation_id);
+            assert_eq!(repaired.key.hash(b"x"), again.key.hash(b"x"));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_unreadable_file_is_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(ID_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read(&path).is_ok() {
+            return; // Running as root: permissions do not stop reading.
+        }
+        let second = Identity::load_or_create(dir.path()).unwrap();
+        assert_ne!(first.installation_id, second.installation_id);
+        assert_eq!(
+            Identity::read_installation_id(dir.path()),
+            Some(second.installation_id)
+        );
+    }
+
+    #[test]
+    fn the_notice_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(record_notice(dir.path()).unwrap());
+        assert!(!record_notice(dir.path()).unwrap());
+        assert!(dir.path().join(NOTICE_FILE).exists());
     }
 
     #[test]
