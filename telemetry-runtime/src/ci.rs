@@ -81,8 +81,6 @@ const UNKNOWN: &str = "unknown";
 
 /// The CI provider this process runs under, if any, from the usual variables: a short name
 /// such as `"github-actions"`, or `"unknown"` when only `CI` or `CONTINUOUS_INTEGRATION` is on.
-// Used by the pipeline.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn detect(env: &Env) -> Option<&'static str> {
     PROVIDERS
         .iter()

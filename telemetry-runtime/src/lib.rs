@@ -57,6 +57,7 @@
 extern crate self as telemetry_runtime;
 
 mod ci;
+mod command;
 mod config;
 mod consent;
 pub mod dispositions;
@@ -68,6 +69,7 @@ pub mod schema;
 mod scrub;
 mod spool;
 mod state;
+mod status;
 mod sysinfo;
 mod telemetry;
 mod upload;
@@ -82,13 +84,16 @@ pub mod __private;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-pub use consent::{Mode, ParseModeError};
+pub use command::{CommandError, TelemetryCommand, telemetry_command};
+pub use consent::{CiPolicy, Decision, Mode, ParseModeError, Polarity, Source};
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};
+pub use status::{IdentityState, Status};
 pub use sysinfo::SystemInfo;
 pub use telemetry::{
-    Builder, Dropped, Stats, Telemetry, TelemetryGuard, capture, global, ignored_before_start,
+    Builder, DistinctId, Dropped, FirstRun, Stats, Telemetry, TelemetryGuard, capture, global,
+    ignored_before_start,
 };
 /// Derives [`TelemetryEvent`](trait@TelemetryEvent) for a struct with named fields.
 ///

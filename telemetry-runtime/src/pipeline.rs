@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,9 +27,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::TelemetryEvent;
 use crate::config::{Endpoint, Limits};
-use crate::consent::Mode;
+use crate::consent::{Decision, Mode};
 use crate::json::JsonBuf;
-use crate::spool::{Claim, Spool};
+use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
 /// The bit of `gate` that says the pipeline no longer accepts events.
@@ -147,10 +147,11 @@ pub(crate) struct Shared {
     pub settings: Settings,
     pub spool: Option<Spool>,
     pub local_log: Option<LocalLog>,
-    /// `"<installation id>"` as a JSON string.
+    /// The distinct id as a JSON string.
     distinct_id_json: String,
-    /// The properties added to every event, as the inside of a JSON object.
-    common_properties: String,
+    /// The properties added to every event, as the inside of a JSON object. The system's
+    /// description is read on first use, on the background thread, never at start.
+    common_properties: OnceLock<String>,
     /// Captures in progress, plus [`CLOSED`].
     gate: AtomicU64,
     pub counters: Counters,
@@ -170,13 +171,27 @@ pub(crate) struct Shared {
 pub(crate) struct Settings {
     pub app: String,
     pub version: String,
+    /// What this process does: the decision's mode, except that `on` without an endpoint
+    /// is `local`.
     pub mode: Mode,
+    pub decision: Decision,
     pub limits: Limits,
     pub api_key: String,
     pub endpoint: Option<Endpoint>,
     pub proxy: Option<ureq::Proxy>,
     pub identity: Identity,
+    /// This process's id.
+    pub instance_id: String,
+    /// The id events are sent under.
+    pub distinct_id: String,
+    /// `None` when it could not be used (see `state_problem`).
     pub state_dir: Option<PathBuf>,
+    /// Why the identity is temporary, when it is.
+    pub state_problem: Option<String>,
+    /// The CI provider, when running under CI.
+    pub ci: Option<&'static str>,
+    /// A first run that keeps its events for the next run instead of sending them.
+    pub hold: bool,
     pub debug: bool,
 }
 
@@ -211,7 +226,7 @@ impl Shared {
         let (control_tx, control_rx) = crossbeam_channel::bounded(16);
         let spool = match (&parts.state_dir, parts.mode) {
             (Some(dir), Mode::On) => Some(Spool::new(
-                dir.join("spool"),
+                dir.join(SPOOL_DIR),
                 parts.limits.spool_max_bytes,
                 parts.limits.spool_max_age,
             )),
@@ -221,32 +236,15 @@ impl Shared {
             (Some(dir), Mode::Local) => Some(LocalLog::new(dir, parts.limits.local_log_max_bytes)),
             _ => None,
         };
-        let mut common = JsonBuf::new();
-        {
-            let mut object = common.object();
-            object.key("$lib").string("telemetry-runtime");
-            object.key("$lib_version").string(env!("CARGO_PKG_VERSION"));
-            object.key("$app_name").string(&parts.app);
-            object.key("$app_version").string(&parts.version);
-            object.key("$process_person_profile").bool(false);
-            object.key("$geoip_disable").bool(true);
-            if parts.limits.mask_ip {
-                object.key("$ip").string("0.0.0.0");
-            }
-            object.end();
-        }
-        let common = String::from_utf8(common.finish().expect("strings always encode"))
-            .expect("the encoder writes UTF-8");
-        let common_properties = common[1..common.len() - 1].to_owned();
         let distinct_id_json =
-            serde_json::to_string(&parts.identity.installation_id).expect("a string serializes");
+            serde_json::to_string(&parts.distinct_id).expect("a string serializes");
         Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             settings: parts,
             spool,
             local_log,
             distinct_id_json,
-            common_properties,
+            common_properties: OnceLock::new(),
             gate: AtomicU64::new(0),
             counters: Counters::default(),
             events_tx,
@@ -259,6 +257,37 @@ impl Shared {
             finished: Mutex::new(false),
             finished_signal: Condvar::new(),
             outbox: Mutex::new(Outbox::default()),
+        })
+    }
+
+    /// The properties sent with every event, as the inside of a JSON object.
+    pub(crate) fn common_properties(&self) -> &str {
+        self.common_properties.get_or_init(|| {
+            let parts = &self.settings;
+            let mut common = JsonBuf::new();
+            let mut object = common.object();
+            object.key("$lib").string("telemetry-runtime");
+            object.key("$lib_version").string(env!("CARGO_PKG_VERSION"));
+            object.key("$app_name").string(&parts.app);
+            object.key("$app_version").string(&parts.version);
+            object.key("$process_person_profile").bool(false);
+            object.key("$geoip_disable").bool(true);
+            if parts.limits.mask_ip {
+                object.key("$ip").string("0.0.0.0");
+            }
+            object
+                .key("installation_id")
+                .string(&parts.identity.installation_id);
+            object.key("instance_id").string(&parts.instance_id);
+            object.key("ci").bool(parts.ci.is_some());
+            if let Some(provider) = parts.ci {
+                object.key("ci_provider").string(provider);
+            }
+            crate::sysinfo::SystemInfo::collect().write_properties(&mut object);
+            object.end();
+            let common = String::from_utf8(common.finish().expect("strings always encode"))
+                .expect("the encoder writes UTF-8");
+            common[1..common.len() - 1].to_owned()
         })
     }
 
@@ -391,7 +420,7 @@ impl Shared {
             if !inner.is_empty() {
                 target.raw(b",");
             }
-            target.raw(self.common_properties.as_bytes());
+            target.raw(self.common_properties().as_bytes());
             target.raw(b"}");
             object.key("timestamp").timestamp(captured.at);
             object.key("uuid").string(

@@ -92,8 +92,7 @@ impl SystemInfo {
 
     /// Reads the files below `root` instead of `/`, and the variables from `env`. The CPU count
     /// and the compiler version are still this process's.
-    // Used by the tests, with trees of fixture files.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn collect_from(root: &Path, env: &Env) -> SystemInfo {
         Self::gather(Files { root: Some(root) }, env)
     }
@@ -133,8 +132,6 @@ impl SystemInfo {
     /// Writes every field as a property of an event: `os_name`, `os_version`, `os_id`,
     /// `os_id_like`, `kernel_name`, `kernel_release`, `arch`, `virtualization`, `container`,
     /// `environment`, `cpu_count`, `memory` and `rustc_version`; `None` is written as `null`.
-    // Used by the pipeline.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn write_properties(&self, object: &mut ObjectWriter<'_>) {
         fn optional(object: &mut ObjectWriter<'_>, key: &'static str, value: Option<&str>) {
             match value {

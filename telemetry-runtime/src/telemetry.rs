@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::TelemetryEvent;
@@ -14,9 +15,11 @@ use crate::config::{
     Endpoint, Env, Limits, MAX_DURATION, MAX_EVENT_BYTES, default_prefix, default_state_dir,
     proxy_for,
 };
-use crate::consent::{self, Mode};
+use crate::consent::{self, CiPolicy, Decision, Mode, Polarity, Rules, Source};
 use crate::pipeline::{Settings, Shared, after};
+use crate::spool::{SPOOL_DIR, Spool};
 use crate::state::{Identity, create_private_dir};
+use crate::status::{IdentityState, Status};
 
 /// A handle on a started telemetry pipeline, or on one that is off. Cheap to clone; every
 /// clone captures into the same pipeline.
@@ -42,6 +45,16 @@ use crate::state::{Identity, create_private_dir};
 #[derive(Clone, Default)]
 pub struct Telemetry {
     shared: Option<Arc<Shared>>,
+    /// Why telemetry is off, when it is and was started by a builder.
+    off: Option<Arc<Decided>>,
+}
+
+/// What was decided before anything was started.
+#[derive(Debug)]
+struct Decided {
+    decision: Decision,
+    state_dir: Option<PathBuf>,
+    ci: Option<&'static str>,
 }
 
 /// Keeps telemetry running; dropping it shuts telemetry down within the flush deadline
@@ -128,16 +141,22 @@ impl Telemetry {
             prefix: None,
             env: Env::Process,
             limits: Limits::default(),
-            mode: None,
-            default_mode: Mode::On,
+            rules: Rules::default(),
             state_dir: None,
             debug: None,
+            first_run: FirstRun::Hold,
+            notice: None,
+            command: None,
+            distinct_id: Vec::new(),
         }
     }
 
     /// A handle that captures nothing.
     pub fn off() -> Telemetry {
-        Telemetry { shared: None }
+        Telemetry {
+            shared: None,
+            off: None,
+        }
     }
 
     /// Anonymizes and encodes `event` on this thread, then queues it for upload without
@@ -226,6 +245,39 @@ impl Telemetry {
     pub fn is_running(&self) -> bool {
         self.shared.as_ref().is_some_and(|shared| shared.is_open())
     }
+
+    /// What telemetry does in this process and why, who it sends as, and what is pending.
+    pub fn status(&self) -> Status {
+        if let Some(shared) = &self.shared {
+            let settings = &shared.settings;
+            let on_disk = shared.spool.as_ref().map_or(0, Spool::count_lines);
+            return Status {
+                mode: settings.mode,
+                decision: settings.decision.clone(),
+                installation_id: Some(settings.identity.installation_id.clone()),
+                identity: match &settings.state_problem {
+                    None => IdentityState::Saved,
+                    Some(reason) => IdentityState::Temporary {
+                        reason: reason.clone(),
+                    },
+                },
+                state_dir: settings.state_dir.clone(),
+                endpoint: self.endpoint().map(str::to_owned),
+                pending: self.stats().pending() + on_disk,
+                ci: settings.ci,
+                holding: settings.hold,
+            };
+        }
+        let (decision, state_dir, ci) = match &self.off {
+            Some(decided) => (
+                decided.decision.clone(),
+                decided.state_dir.clone(),
+                decided.ci,
+            ),
+            None => (Decision::off_by_application(), None, None),
+        };
+        Status::off(decision, state_dir, ci)
+    }
 }
 
 impl fmt::Debug for Telemetry {
@@ -281,10 +333,40 @@ pub struct Builder {
     prefix: Option<String>,
     env: Env,
     limits: Limits,
-    mode: Option<Mode>,
-    default_mode: Mode,
+    rules: Rules,
     state_dir: Option<PathBuf>,
     debug: Option<bool>,
+    first_run: FirstRun,
+    notice: Option<String>,
+    command: Option<String>,
+    distinct_id: Vec<DistinctId>,
+}
+
+/// What the first run with telemetry on does. It applies when telemetry is on by default;
+/// a user who turned it on explicitly (a variable, `telemetry enable`, a flag) has no need
+/// of the notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FirstRun {
+    /// Print the notice once, and keep the events of that run in the spool: the next run sends
+    /// them, unless the user opted out meanwhile (then they are deleted unsent).
+    #[default]
+    Hold,
+    /// Print the notice once, and send as usual.
+    Notify,
+    /// Print nothing, and send as usual.
+    Silent,
+}
+
+/// A candidate for the `distinct_id` events are sent under; see [`Builder::distinct_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DistinctId {
+    /// An id the application supplies, sent as is (for example an account or network id the
+    /// application generated at random). Empty strings are skipped.
+    Value(String),
+    /// The installation id, when it is saved in the state directory (not a temporary one).
+    Installation,
+    /// The id of this process, new at every start.
+    Instance,
 }
 
 impl Builder {
@@ -312,16 +394,81 @@ impl Builder {
         self
     }
 
-    /// The mode the application decided (for example from a `--no-telemetry` flag). An opt-out
-    /// from the environment (`DO_NOT_TRACK`, `PREFIX_TELEMETRY=off`) still wins over `On`.
+    /// The mode the application decided (for example from a `--no-telemetry` flag). Any
+    /// opt-out elsewhere (`DO_NOT_TRACK`, `PREFIX_TELEMETRY=off`, ...) still wins over `On`.
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = Some(mode);
+        self.rules.explicit = Some(mode);
         self
     }
 
     /// The mode when nothing else decides. Default: [`Mode::On`].
     pub fn default_mode(mut self, mode: Mode) -> Self {
-        self.default_mode = mode;
+        self.rules.default = Some(mode);
+        self
+    }
+
+    /// Also read the variable `name`, with its polarity: `opt_out_var("JOBS_DISABLEANALYTICS",
+    /// Polarity::Disables)`, `opt_out_var("BENCH_TELEMETRY_ENABLED", Polarity::Enables)`,
+    /// `opt_out_var("DISABLE_TELEMETRY", Polarity::AnyValueDisables)`.
+    pub fn opt_out_var(mut self, name: impl Into<String>, polarity: Polarity) -> Self {
+        self.rules.variables.push((name.into(), polarity));
+        self
+    }
+
+    /// Telemetry is off while `path` exists (for example
+    /// `<config dir>/.opt-out-from-anonymous-statistics`).
+    pub fn opt_out_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.rules.opt_out_files.push(path.into());
+        self
+    }
+
+    /// A setting the application read from its own configuration, as written there, with its
+    /// polarity; `what` names it in `status` (`"disableanalytics in ~/.jobs/config.yaml"`).
+    /// A value that cannot be read turns telemetry off.
+    pub fn config_value(
+        mut self,
+        what: impl Into<String>,
+        value: impl Into<String>,
+        polarity: Polarity,
+    ) -> Self {
+        self.rules
+            .app_config
+            .push((what.into(), value.into(), polarity));
+        self
+    }
+
+    /// What to do under CI. Default: [`CiPolicy::Off`].
+    pub fn ci_policy(mut self, policy: CiPolicy) -> Self {
+        self.rules.ci = policy;
+        self
+    }
+
+    /// What the first run does: hold its events until the next run (the default), send them,
+    /// or also skip the notice.
+    pub fn first_run(mut self, first_run: FirstRun) -> Self {
+        self.first_run = first_run;
+        self
+    }
+
+    /// The first-run notice, replacing the built-in text.
+    pub fn notice(mut self, text: impl Into<String>) -> Self {
+        self.notice = Some(text.into());
+        self
+    }
+
+    /// How users run the telemetry subcommand, named in the first-run notice. Default:
+    /// `<app> telemetry`.
+    pub fn command_name(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+
+    /// The order in which to pick the `distinct_id`: the first available candidate wins, and
+    /// if none is, the installation id (temporary or not) is used. Default: the installation
+    /// id. Bacalhau's order, for example, is an account id, a network id, the installation
+    /// and the instance.
+    pub fn distinct_id(mut self, order: impl IntoIterator<Item = DistinctId>) -> Self {
+        self.distinct_id = order.into_iter().collect();
         self
     }
 
@@ -467,90 +614,263 @@ impl Builder {
         TelemetryGuard { telemetry }
     }
 
-    fn start_handle(self) -> Telemetry {
-        let env = self.env;
-        let prefix = self.prefix.unwrap_or_else(|| default_prefix(&self.app));
-        let decision = consent::decide(&env, &prefix, self.mode, self.default_mode);
-        log::debug!(
-            "{} telemetry is {} ({})",
-            self.app,
-            decision.mode,
-            decision.source
-        );
-        if decision.mode == Mode::Off {
-            return Telemetry::off();
+    /// What telemetry would do if started now, and why, without starting it or writing
+    /// anything: what `telemetry status` prints.
+    pub fn status(&self) -> Status {
+        let decided = self.decide();
+        if decided.decision.mode == Mode::Off {
+            return Status::off(decided.decision, decided.state_dir, decided.ci);
         }
-        let endpoint_text = env
-            .text(&format!("{prefix}_TELEMETRY_ENDPOINT"))
-            .or(self.endpoint);
-        let mut endpoint = endpoint_text.and_then(|text| match Endpoint::parse(&text) {
-            Ok(endpoint) => Some(endpoint),
-            Err(error) => {
-                log::warn!("{} telemetry will not upload: {error}", self.app);
-                None
+        let endpoint = match self.endpoint_and_proxy(false) {
+            (Some(endpoint), _) if decided.decision.mode == Mode::On => Some(endpoint.batch_url),
+            _ => None,
+        };
+        let mode = match (decided.decision.mode, &endpoint) {
+            (Mode::On, None) => Mode::Local,
+            (mode, _) => mode,
+        };
+        let state_dir = decided.state_dir;
+        let installation_id = state_dir
+            .as_deref()
+            .and_then(Identity::read_installation_id);
+        let pending = match (&state_dir, mode) {
+            (Some(dir), Mode::On) => {
+                Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_lines()
             }
-        });
-        let proxy = match endpoint.as_ref().and_then(|e| proxy_for(e, &env)) {
-            None => None,
+            _ => 0,
+        };
+        let holding = mode == Mode::On
+            && self.holds_first_run(&decided.decision)
+            && !state_dir
+                .as_deref()
+                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
+        Status {
+            mode,
+            decision: decided.decision,
+            identity: if installation_id.is_some() {
+                IdentityState::Saved
+            } else {
+                IdentityState::NotCreated
+            },
+            installation_id,
+            state_dir,
+            endpoint,
+            pending,
+            ci: decided.ci,
+            holding,
+        }
+    }
+
+    /// The prefix of the environment variables.
+    pub(crate) fn prefix(&self) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| default_prefix(&self.app))
+    }
+
+    /// The state directory, whether or not it exists.
+    pub(crate) fn state_dir_path(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| default_state_dir(&self.app, &self.prefix(), &self.env))
+    }
+
+    fn decide(&self) -> Decided {
+        let state_dir = self.state_dir_path();
+        let ci = crate::ci::detect(&self.env);
+        let decision = consent::decide(
+            &self.env,
+            &self.prefix(),
+            &self.rules,
+            state_dir.as_deref(),
+            ci,
+        );
+        Decided {
+            decision,
+            state_dir,
+            ci,
+        }
+    }
+
+    /// Whether a first run holds its events: only when telemetry is on by default, not when
+    /// someone turned it on explicitly.
+    fn holds_first_run(&self, decision: &Decision) -> bool {
+        self.first_run == FirstRun::Hold && decision.source == Source::Default
+    }
+
+    /// The endpoint (`PREFIX_TELEMETRY_ENDPOINT`, else the compiled-in one) and its proxy;
+    /// no endpoint when either is invalid. With `warn`, says why on the log.
+    fn endpoint_and_proxy(&self, warn: bool) -> (Option<Endpoint>, Option<ureq::Proxy>) {
+        let prefix = self.prefix();
+        let text = self
+            .env
+            .text(&format!("{prefix}_TELEMETRY_ENDPOINT"))
+            .or_else(|| self.endpoint.clone());
+        let Some(text) = text else {
+            return (None, None);
+        };
+        let endpoint = match Endpoint::parse(&text) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                if warn {
+                    log::warn!("{} telemetry will not upload: {error}", self.app);
+                }
+                return (None, None);
+            }
+        };
+        match proxy_for(&endpoint, &self.env) {
+            None => (Some(endpoint), None),
             Some(url) => match ureq::Proxy::new(&url) {
-                Ok(proxy) => Some(proxy),
+                Ok(proxy) => (Some(endpoint), Some(proxy)),
                 Err(error) => {
                     // Going around a proxy the user set up could break their network policy.
-                    log::warn!(
-                        "{} telemetry will not upload: the proxy setting is invalid ({error})",
-                        self.app
-                    );
-                    endpoint = None;
-                    None
+                    if warn {
+                        log::warn!(
+                            "{} telemetry will not upload: the proxy setting is invalid ({error})",
+                            self.app
+                        );
+                    }
+                    (None, None)
                 }
             },
-        };
+        }
+    }
+
+    fn start_handle(self) -> Telemetry {
+        let decided = self.decide();
+        let decision = decided.decision.clone();
+        log::debug!("{} telemetry is {decision}", self.app);
+        if decision.mode != Mode::On
+            && let Some(dir) = &decided.state_dir
+        {
+            // Events waiting for upload are only ever sent by a run that may upload: after an
+            // opt-out, even for one run, they are deleted unsent. Deleting writes nothing new.
+            let spool = dir.join(SPOOL_DIR);
+            if spool.symlink_metadata().is_ok()
+                && let Err(error) = Spool::new(spool, 0, Duration::ZERO).clear()
+            {
+                log::warn!(
+                    "{} telemetry could not delete its unsent events: {error}",
+                    self.app
+                );
+            }
+        }
+        if decision.mode == Mode::Off {
+            return Telemetry {
+                shared: None,
+                off: Some(Arc::new(decided)),
+            };
+        }
+        let (endpoint, proxy) = self.endpoint_and_proxy(true);
         let mode = match (decision.mode, &endpoint) {
             (Mode::On, None) => Mode::Local,
             (mode, _) => mode,
         };
-        let state_dir = self
-            .state_dir
-            .or_else(|| default_state_dir(&self.app, &prefix, &env));
-        let (identity, state_dir) = match state_dir {
+        let (identity, state_dir, state_problem) = match decided.state_dir {
             Some(dir) => {
                 match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
-                    Ok(identity) => (identity, Some(dir)),
+                    Ok(identity) => (identity, Some(dir), None),
                     Err(error) => {
+                        let problem = format!("cannot use {}: {error}", dir.display());
                         log::warn!(
-                            "{} telemetry cannot use {}: {error}; using a temporary identity",
-                            self.app,
-                            dir.display()
+                            "{} telemetry {problem}; using a temporary identity",
+                            self.app
                         );
-                        (Identity::ephemeral(), None)
+                        (Identity::ephemeral(), None, Some(problem))
                     }
                 }
             }
-            None => (Identity::ephemeral(), None),
+            None => (
+                Identity::ephemeral(),
+                None,
+                Some("no state directory could be determined (HOME is not set)".to_owned()),
+            ),
         };
+        let hold = mode == Mode::On && self.first_run != FirstRun::Silent && {
+            let shown = state_dir
+                .as_deref()
+                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
+            if !shown && decision.source == Source::Default {
+                self.show_notice(state_dir.as_deref());
+            }
+            !shown && self.holds_first_run(&decision)
+        };
+        let instance_id = crate::state::new_installation_id();
+        let distinct_id = self
+            .distinct_id
+            .iter()
+            .find_map(|candidate| match candidate {
+                DistinctId::Value(value) if !value.trim().is_empty() => Some(value.clone()),
+                DistinctId::Installation if state_problem.is_none() => {
+                    Some(identity.installation_id.clone())
+                }
+                DistinctId::Instance => Some(instance_id.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| identity.installation_id.clone());
         let debug = self.debug.unwrap_or_else(|| {
             // Any value but an off-like one (`0`, `false`, `no`, `off`) turns debugging on.
-            env.text(&format!("{prefix}_TELEMETRY_DEBUG"))
+            self.env
+                .text(&format!("{}_TELEMETRY_DEBUG", self.prefix()))
                 .is_some_and(|value| Mode::parse(&value) != Some(Mode::Off))
         });
         let shared = Shared::new(Settings {
             app: self.app,
             version: self.version,
             mode,
+            decision,
             limits: self.limits,
             api_key: self.api_key,
             endpoint,
             proxy,
             identity,
+            instance_id,
+            distinct_id,
             state_dir,
+            state_problem,
+            ci: decided.ci,
+            hold,
             debug,
         });
-        if shared.spool.as_ref().is_some_and(|spool| spool.has_files()) {
+        if !hold && shared.spool.as_ref().is_some_and(|spool| spool.has_files()) {
             shared.ensure_worker();
         }
         Telemetry {
             shared: Some(shared),
+            off: None,
         }
+    }
+
+    /// Prints the first-run notice to stderr, once per installation (or once per process
+    /// when the state directory cannot record it).
+    fn show_notice(&self, state_dir: Option<&Path>) {
+        static SHOWN_IN_THIS_PROCESS: AtomicBool = AtomicBool::new(false);
+        let first = match state_dir.map(crate::state::record_notice) {
+            Some(Ok(recorded)) => recorded,
+            Some(Err(error)) => {
+                log::debug!("could not record the telemetry notice: {error}");
+                true
+            }
+            None => true,
+        };
+        if self.first_run == FirstRun::Silent
+            || !first
+            || SHOWN_IN_THIS_PROCESS.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let text = self.notice.clone().unwrap_or_else(|| {
+            crate::status::default_notice(
+                &self.app,
+                self.command
+                    .as_deref()
+                    .unwrap_or(&format!("{} telemetry", self.app)),
+                &self.prefix(),
+                self.first_run == FirstRun::Hold,
+            )
+        });
+        // Never `eprintln!`: it panics when stderr is closed.
+        let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end());
     }
 }
 
@@ -623,6 +943,7 @@ pub fn global() -> Telemetry {
             };
             Telemetry {
                 shared: Some(shared),
+                off: None,
             }
         }
         _ => Telemetry::off(),

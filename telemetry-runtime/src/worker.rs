@@ -132,7 +132,11 @@ impl<'a> Worker<'a> {
     }
 
     fn run(mut self) {
-        self.restore();
+        // The description of the system is read here, off the application's path.
+        self.shared.common_properties();
+        if !self.shared.settings.hold {
+            self.restore();
+        }
         let events = &self.shared.events_rx;
         let control = &self.shared.control_rx;
         loop {
@@ -247,7 +251,8 @@ impl<'a> Worker<'a> {
 
     fn next_wake(&self, now: Instant) -> Option<Instant> {
         let outbox = lock(&self.shared.outbox);
-        if outbox.closed || outbox.is_empty() {
+        if outbox.closed || outbox.is_empty() || self.shared.settings.hold {
+            // A first run that holds its events sends nothing: shutdown spools them.
             return None;
         }
         if let Some(at) = self.retry_at {
@@ -269,7 +274,7 @@ impl<'a> Worker<'a> {
         loop {
             {
                 let outbox = lock(&self.shared.outbox);
-                if outbox.closed || outbox.is_empty() {
+                if outbox.closed || outbox.is_empty() || self.shared.settings.hold {
                     return outbox.is_empty();
                 }
             }
@@ -529,12 +534,18 @@ mod tests {
             app: "test".into(),
             version: "1".into(),
             mode: Mode::Local,
+            decision: crate::consent::Decision::off_by_application(),
             limits: crate::config::Limits::default(),
             api_key: String::new(),
             endpoint: None,
             proxy: None,
             identity: crate::state::Identity::ephemeral(),
+            instance_id: "instance".into(),
+            distinct_id: "installation".into(),
             state_dir: Some(dir.path().to_owned()),
+            state_problem: None,
+            ci: None,
+            hold: false,
             debug: false,
         });
         contain_panic(&shared, || panic!("a bug in the background thread"));
