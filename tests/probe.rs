@@ -1,8 +1,14 @@
 //! A minimal program that uses telemetry the way an application does: start, capture through
 //! the global `capture`, and exit by dropping the guard. The tests run it as a child process,
 //! configured only through its environment, and read its final accounting from stdout.
+//!
+//! `telemetry-probe N` captures N events; `telemetry-probe telemetry <command>` runs the
+//! telemetry subcommand instead. `PROBE_FIRST_RUN` (`hold`, `notify`, `silent`; default
+//! `silent`) sets what the first run does, and `PROBE_OPT_OUT_FILE` names an opt-out file.
 
-use telemetry_runtime::{Telemetry, TelemetryEvent};
+use std::process::ExitCode;
+
+use telemetry_runtime::{FirstRun, Polarity, Telemetry, TelemetryEvent};
 
 /// The probe did one unit of work.
 #[derive(TelemetryEvent)]
@@ -11,28 +17,54 @@ struct Worked {
     n: u32,
 }
 
-fn main() {
-    let events: u32 = std::env::args()
-        .nth(1)
-        .map_or(0, |n| n.parse().expect("a number of events"));
+/// The threads of this process, or 0 where that cannot be read.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     // Stands in for `option_env!`: the endpoint a release build would have compiled in.
     let compiled_in = std::env::var("PROBE_COMPILED_ENDPOINT").ok();
-    let guard = Telemetry::builder("probe", "0.1.0")
+    let first_run = match std::env::var("PROBE_FIRST_RUN").as_deref() {
+        Ok("hold") => FirstRun::Hold,
+        Ok("notify") => FirstRun::Notify,
+        _ => FirstRun::Silent,
+    };
+    let mut builder = Telemetry::builder("probe", "0.1.0")
         .api_key("phc_probe")
         .endpoint(compiled_in.as_deref())
-        .start();
+        .first_run(first_run)
+        .opt_out_var("PROBE_DISABLE_TELEMETRY", Polarity::AnyValueDisables);
+    if let Ok(path) = std::env::var("PROBE_OPT_OUT_FILE") {
+        builder = builder.opt_out_file(path);
+    }
+    if args.first().map(String::as_str) == Some("telemetry") {
+        return telemetry_runtime::telemetry_command(&builder, &args[1..]);
+    }
+    let events: u32 = args
+        .first()
+        .map_or(0, |n| n.parse().expect("a number of events"));
+    let threads_before = threads();
+    let guard = builder.start();
     for n in 0..events {
         telemetry_runtime::capture(&Worked { n });
     }
+    let threads_after = threads();
     let telemetry = guard.handle();
     drop(guard);
     let stats = telemetry.stats();
     println!(
-        "{{\"captured\":{},\"restored\":{},\"delivered\":{},\"spooled\":{},\"dropped\":{}}}",
+        "{{\"captured\":{},\"restored\":{},\"delivered\":{},\"spooled\":{},\"dropped\":{},\
+         \"mode\":\"{}\",\"installation_id\":\"{}\",\"threads_before\":{threads_before},\
+         \"threads_after\":{threads_after}}}",
         stats.captured,
         stats.restored,
         stats.delivered,
         stats.spooled,
-        stats.dropped.total()
+        stats.dropped.total(),
+        telemetry.mode(),
+        telemetry.installation_id().unwrap_or_default(),
     );
+    ExitCode::SUCCESS
 }

@@ -19,9 +19,14 @@ use support::{Receiver, refused_origin, spooled_uuids};
 /// Runs the probe program with only the given environment (no `CI`, no proxies, no home of
 /// the machine's user) and returns its output and how long it took.
 fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
+    probe_with(&[&events.to_string()], state, vars)
+}
+
+/// Runs the probe with `args`, as [`probe`] does.
+fn probe_with(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
     command
-        .arg(events.to_string())
+        .args(args)
         .env_clear()
         .env("HOME", state)
         .env("PROBE_TELEMETRY_DIR", state);
@@ -229,4 +234,170 @@ fn without_layout(json: &str) -> String {
         }
     }
     out
+}
+
+/// The names in `dir`.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).map_or(Vec::new(), |entries| {
+        entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    })
+}
+
+#[test]
+fn off_writes_no_file_and_starts_no_thread() {
+    let state = tempfile::tempdir().unwrap();
+    let marker = state.path().join("opt-out");
+    for vars in [
+        &[("DO_NOT_TRACK", "1")][..],
+        &[("PROBE_TELEMETRY", "off")],
+        &[("PROBE_DISABLE_TELEMETRY", "1")],
+        &[("CI", "true")],
+        &[("GITHUB_ACTIONS", "true")],
+        &[("PROBE_OPT_OUT_FILE", "/")],
+    ] {
+        let (output, _) = probe(5, state.path(), vars);
+        let stats = stats(&output);
+        assert_eq!(stats["mode"], "off", "{vars:?}");
+        assert_eq!(stats["captured"], 0, "{vars:?}");
+        assert_eq!(stats["threads_after"], stats["threads_before"], "{vars:?}");
+        assert!(
+            names_in(state.path()).is_empty(),
+            "{vars:?}: {:?}",
+            names_in(state.path())
+        );
+    }
+    // The same count does see the background thread when telemetry runs.
+    let (output, _) = probe(5, state.path(), &[]);
+    let running = stats(&output);
+    assert_eq!(running["mode"], "local");
+    assert_eq!(
+        running["threads_after"].as_u64().unwrap(),
+        running["threads_before"].as_u64().unwrap() + 1
+    );
+    // An opt-out file the user creates turns it off again.
+    std::fs::write(&marker, "").unwrap();
+    let marker_text = marker.display().to_string();
+    let (output, _) = probe(5, state.path(), &[("PROBE_OPT_OUT_FILE", &marker_text)]);
+    assert_eq!(stats(&output)["mode"], "off");
+}
+
+#[test]
+fn an_explicit_opt_in_counts_under_ci() {
+    let state = tempfile::tempdir().unwrap();
+    let (output, _) = probe(
+        1,
+        state.path(),
+        &[("CI", "true"), ("PROBE_TELEMETRY", "on")],
+    );
+    assert_eq!(stats(&output)["mode"], "local");
+    let (output, _) = probe(1, state.path(), &[("CI", "false")]);
+    assert_eq!(stats(&output)["mode"], "local");
+}
+
+#[test]
+fn processes_racing_on_the_first_run_agree_on_one_installation_id() {
+    let state = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
+                .arg("1")
+                .env_clear()
+                .env("HOME", state.path())
+                .env("PROBE_TELEMETRY_DIR", state.path())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: HashSet<String> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success());
+            stats(&output)["installation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let saved = std::fs::read_to_string(state.path().join("installation-id")).unwrap();
+    assert!(ids.contains(saved.trim()));
+}
+
+#[test]
+fn status_names_the_setting_that_decided() {
+    let state = tempfile::tempdir().unwrap();
+    let marker = state.path().join("opt-out");
+    std::fs::write(&marker, "").unwrap();
+    let marker_text = marker.display().to_string();
+    for (vars, expected) in [
+        (
+            &[("DO_NOT_TRACK", "1")][..],
+            "telemetry:        off (DO_NOT_TRACK=1)".to_owned(),
+        ),
+        (
+            &[("PROBE_DISABLE_TELEMETRY", "yes")],
+            "telemetry:        off (PROBE_DISABLE_TELEMETRY=yes)".to_owned(),
+        ),
+        (
+            &[("PROBE_TELEMETRY", "maybe")],
+            "telemetry:        off (PROBE_TELEMETRY=maybe; not true/false".to_owned(),
+        ),
+        (
+            &[("PROBE_OPT_OUT_FILE", &marker_text)],
+            format!("telemetry:        off (opt-out file {marker_text})"),
+        ),
+        (
+            &[("TF_BUILD", "True")],
+            "telemetry:        off (running in CI (azure-pipelines))".to_owned(),
+        ),
+        (
+            &[("PROBE_TELEMETRY", "local")],
+            "telemetry:        local (PROBE_TELEMETRY=local)".to_owned(),
+        ),
+    ] {
+        let (output, _) = probe_with(&["telemetry", "status"], state.path(), vars);
+        let shown = String::from_utf8(output.stdout).unwrap();
+        assert!(shown.contains(&expected), "{vars:?}:\n{shown}");
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+    let output = command
+        .args(["telemetry", "frobnicate"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(error.contains("unknown telemetry command"), "{error}");
+}
+
+#[test]
+fn the_first_run_notice_is_printed_once_and_its_events_wait() {
+    let receiver = Receiver::healthy();
+    let state = tempfile::tempdir().unwrap();
+    let vars = [
+        ("PROBE_COMPILED_ENDPOINT", receiver.origin.as_str()),
+        ("PROBE_FIRST_RUN", "hold"),
+    ];
+    let (first, _) = probe(2, state.path(), &vars);
+    let notice = String::from_utf8(first.stderr.clone()).unwrap();
+    assert!(notice.contains("probe telemetry schema"), "{notice}");
+    assert!(notice.contains("DO_NOT_TRACK=1"), "{notice}");
+    assert!(notice.contains("PROBE_TELEMETRY=off"), "{notice}");
+    assert_eq!(stats(&first)["spooled"], 2);
+    assert!(receiver.received().is_empty());
+
+    let (second, _) = probe(1, state.path(), &vars);
+    assert!(
+        !String::from_utf8_lossy(&second.stderr).contains("telemetry schema"),
+        "the notice was printed twice"
+    );
+    let second = stats(&second);
+    assert_eq!(
+        (second["restored"].as_u64(), second["delivered"].as_u64()),
+        (Some(2), Some(3))
+    );
 }

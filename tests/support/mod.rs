@@ -223,6 +223,8 @@ pub fn builder(endpoint: Option<&str>, dir: &Path, vars: &[(&str, &str)]) -> Bui
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
         .flush_interval(Duration::from_secs(3600))
         .flush_deadline(Duration::from_secs(10))
+        // Most tests are about sending, not about the first run's notice and hold.
+        .first_run(telemetry_runtime::FirstRun::Silent)
 }
 
 /// Asserts the accounting rule of a pipeline that has shut down.
