@@ -327,6 +327,15 @@ fn schema_lists_every_event_the_binary_can_send() {
     let text = json.to_string();
     assert!(text.contains("\"job_submitted\""), "{text}");
     assert!(text.contains("\"namespace\""), "{text}");
+    assert!(
+        json["common_properties"]["properties"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
+    assert!(markdown.contains("## Sent with every event"), "{markdown}");
+    assert!(markdown.contains("| `os_name` |"), "{markdown}");
     let usage = TelemetryCommand::parse(["frobnicate"])
         .unwrap_err()
         .to_string();
@@ -506,6 +515,24 @@ fn events_describe_the_system_and_never_the_person() {
         assert!(properties[key].is_string(), "{key}: {properties}");
     }
     assert!(properties["cpu_count"].as_u64().unwrap() >= 1);
+    // What is sent besides the event's own properties is exactly what the schema discloses.
+    let own: HashSet<&str> = ["namespace", "labels", "engine", "tasks"].into();
+    let mut sent_common: Vec<&str> = properties
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !key.starts_with('$') && !own.contains(key))
+        .collect();
+    let mut disclosed: Vec<&str> = telemetry_runtime::schema::common_properties()
+        .fields
+        .iter()
+        .map(|field| field.name)
+        .filter(|name| *name != "ci_provider") // only under CI
+        .collect();
+    sent_common.sort_unstable();
+    disclosed.sort_unstable();
+    assert_eq!(sent_common, disclosed);
     let raw: String = receiver
         .received()
         .iter()

@@ -56,6 +56,7 @@
 // Lets the derives' generated code, which names `::telemetry_runtime`, work inside this crate.
 extern crate self as telemetry_runtime;
 
+mod builtin;
 mod ci;
 mod command;
 mod config;

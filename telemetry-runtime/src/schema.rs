@@ -156,12 +156,23 @@ pub fn events() -> Vec<&'static EventSchema> {
     events
 }
 
-/// A Markdown document describing `events`: one section per event, one table row per property.
-/// Nested objects are expanded as `parent.child` rows, arrays of objects as `parent[].child`.
+/// The properties the library adds to every event (ids, CI, a description of the system).
+pub fn common_properties() -> &'static EventSchema {
+    crate::builtin::every_event()
+}
+
+/// A Markdown document describing `events`: one section per event, one table row per property,
+/// and a last section for the properties sent with every event. Nested objects are expanded as
+/// `parent.child` rows, arrays of objects as `parent[].child`.
 pub fn to_markdown(events: &[&EventSchema]) -> String {
     let mut out = String::from("# Telemetry events\n");
-    for event in events {
-        let _ = write!(out, "\n## `{}`\n\n", event.name);
+    let common = common_properties();
+    let sections = events
+        .iter()
+        .map(|event| (format!("`{}`", event.name), *event))
+        .chain([("Sent with every event".to_owned(), common)]);
+    for (title, event) in sections {
+        let _ = write!(out, "\n## {title}\n\n");
         if !event.description.is_empty() {
             let _ = write!(out, "{}\n\n", event.description);
         }
@@ -257,7 +268,8 @@ fn disposition_text(disposition: &Disposition) -> String {
 }
 
 /// A JSON description of `events`: `{"events": [{"name", "description", "rust_type",
-/// "properties": [...]}]}`. Each property has its `name`, `disposition`, `rust_type`,
+/// "properties": [...]}], "common_properties": {"description", "properties": [...]}}`, the
+/// last being what is sent with every event. Each property has its `name`, `disposition`, `rust_type`,
 /// `description` and its shape in JSON-Schema words (`type`, `items`, `enum`, `nullable`,
 /// nested `properties`). Flattened events are inlined.
 pub fn to_json(events: &[&EventSchema]) -> Value {
@@ -272,7 +284,14 @@ pub fn to_json(events: &[&EventSchema]) -> Value {
             })
         })
         .collect();
-    json!({ "events": events })
+    let common = common_properties();
+    json!({
+        "events": events,
+        "common_properties": {
+            "description": common.description,
+            "properties": json_properties(common.fields),
+        },
+    })
 }
 
 fn json_properties(fields: &[FieldSchema]) -> Vec<Value> {

@@ -42,7 +42,7 @@ pub(crate) struct Spool {
 
 /// The name of the pipeline's own report of dropped events, which is not counted as one of
 /// the application's events.
-pub(crate) const DROP_REPORT: &str = "telemetry_dropped";
+const DROP_REPORT: &str = "telemetry_dropped";
 
 /// A spool file this process has claimed. The file is deleted when the last of its lines is
 /// settled; dropping the claim before that only releases the lock.
@@ -268,6 +268,7 @@ impl Spool {
                 continue;
             };
             let counted = shape.event != DROP_REPORT;
+
             let fresh = humantime::parse_rfc3339(&shape.timestamp).is_ok_and(|at| at >= oldest);
             if !fresh || text.len() > MAX_LINE_BYTES {
                 claimed.discarded += u64::from(counted);
@@ -307,6 +308,14 @@ fn remove_if_older(path: &Path, age: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drop_report_is_recognised_by_its_name() {
+        assert_eq!(
+            DROP_REPORT,
+            <crate::builtin::TelemetryDropped as crate::TelemetryEvent>::SCHEMA.name
+        );
+    }
 
     fn event(at: SystemTime) -> String {
         format!(

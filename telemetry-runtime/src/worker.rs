@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Select;
 
+use crate::builtin::TelemetryDropped;
 use crate::consent::Mode;
 use crate::pipeline::{Captured, Control, Counters, Line, Shared, counted, lock};
-use crate::spool::DROP_REPORT;
 use crate::state::LocalLog;
 use crate::upload::{Outcome, Uploader, print_pretty};
 
@@ -306,14 +306,25 @@ impl<'a> Worker<'a> {
         if dropped <= self.reported_drops {
             return;
         }
-        let properties = format!(
-            "{{\"dropped\":{},\"queue_full\":{queue_full},\"unencodable\":{unencodable},\"too_large\":{too_large}}}",
-            dropped - self.reported_drops,
+        let report = TelemetryDropped {
+            dropped: dropped - self.reported_drops,
+            queue_full,
+            unencodable,
+            too_large,
+        };
+        let mut properties = crate::json::JsonBuf::new();
+        crate::event::write_properties(
+            &report,
+            &mut properties,
+            &self.shared.settings.identity.key,
         );
+        let Ok(properties) = properties.finish() else {
+            return;
+        };
         let report = Captured {
-            name: DROP_REPORT,
+            name: <TelemetryDropped as crate::TelemetryEvent>::SCHEMA.name,
             at: std::time::SystemTime::now(),
-            properties: properties.into_bytes(),
+            properties,
         };
         let mut line = self.shared.assemble(&report, self.random.take());
         line.counted = false;
