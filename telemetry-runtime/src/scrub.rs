@@ -39,8 +39,11 @@ pub struct Scrubbed {
 }
 
 /// Replaces paths, URLs, e-mail addresses, IP addresses, identifiers and secrets in `message`
-/// with placeholders (see the [module documentation](self)), then truncates the result to at
-/// most `max_len` bytes without splitting a character.
+/// with placeholders, then truncates the result to at most `max_len` bytes without splitting a
+/// character. File paths become `<path>`, URLs `<url>`, e-mail addresses `<email>`, IP
+/// addresses `<ip>`, host names with a port `<host>`, MAC addresses `<mac>`, UUIDs `<uuid>`,
+/// long hex strings `<hex>`, numbers of 10 or more digits `<number>`, API keys and base64-like
+/// tokens `<token>`, and the values of keys such as `password=` or `user=` `<redacted>`.
 ///
 /// ```
 /// let s = telemetry_runtime::scrub("cannot read /home/alice/notes.txt: permission denied", 200);
