@@ -53,6 +53,8 @@
 //! The dispositions, and the types each accepts, are listed in [`dispositions`]. The schema of
 //! every event linked into a binary is available at run time from [`schema`].
 
+#![warn(missing_docs)]
+
 // Lets the derives' generated code, which names `::telemetry_runtime`, work inside this crate.
 extern crate self as telemetry_runtime;
 
