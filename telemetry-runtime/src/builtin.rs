@@ -2,7 +2,21 @@
 //! every event. Both are described with the derive, so `telemetry schema` lists them beside the
 //! application's events.
 
-use crate::TelemetryEvent;
+use crate::json::JsonBuf;
+use crate::schema::Shape;
+use crate::{HashKey, TelemetryEvent, TelemetryValue};
+
+/// Text the library itself writes from a fixed vocabulary or a random id: described as a
+/// string sent as is. Only used to describe [`EveryEvent`].
+struct Text(&'static str);
+
+impl TelemetryValue for Text {
+    const __SHAPE: Shape = Shape::String;
+
+    fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
+        out.string(self.0);
+    }
+}
 
 /// Events the library dropped before they reached its background thread (the queue was full,
 /// or an event could not be encoded or was too large), reported with the next batch so that
@@ -29,54 +43,39 @@ pub(crate) struct TelemetryDropped {
 #[allow(dead_code)] // Only its schema is used; the pipeline writes these properties directly.
 pub(crate) struct EveryEvent {
     /// The random id of this installation, kept in the state directory.
-    #[plain]
-    installation_id: &'static str,
+    installation_id: Text,
     /// A random id of this process, new at every start.
-    #[plain]
-    instance_id: &'static str,
+    instance_id: Text,
     /// Whether the process runs under CI.
     ci: bool,
-    /// The CI service (`github-actions`, `gitlab`, ..., or `unknown`); only under CI.
-    #[plain]
-    ci_provider: Option<&'static str>,
+    /// The CI service (`github-actions`, `gitlab`, ..., or `unknown`); null outside CI.
+    ci_provider: Option<Text>,
     /// The operating system's name (`NAME` in os-release, else `Linux`, `macOS`, `Windows`, ...).
-    #[plain]
-    os_name: &'static str,
+    os_name: Text,
     /// The operating system's version (`VERSION_ID` in os-release), or null.
-    #[plain]
-    os_version: Option<&'static str>,
+    os_version: Option<Text>,
     /// The distribution's id (`ID` in os-release), or null.
-    #[plain]
-    os_id: Option<&'static str>,
+    os_id: Option<Text>,
     /// The distributions it derives from (`ID_LIKE` in os-release), or null.
-    #[plain]
-    os_id_like: Option<&'static str>,
+    os_id_like: Option<Text>,
     /// The kernel's name (`Linux`, ...).
-    #[plain]
-    kernel_name: &'static str,
+    kernel_name: Text,
     /// The kernel's release, or null.
-    #[plain]
-    kernel_release: Option<&'static str>,
+    kernel_release: Option<Text>,
     /// The CPU architecture (`x86_64`, `aarch64`, ...).
-    #[plain]
-    arch: &'static str,
+    arch: Text,
     /// The hypervisor (`kvm`, `qemu`, `vmware`, `xen`, `hyper-v`, ...), `none` or `unknown`.
-    #[plain]
-    virtualization: &'static str,
+    virtualization: Text,
     /// The container runtime (`docker`, `podman`, `kubernetes`, `lxc`, ...) or `none`.
-    #[plain]
-    container: &'static str,
+    container: Text,
     /// `container` or `local`.
-    #[plain]
-    environment: &'static str,
+    environment: Text,
     /// The number of CPUs the process may use.
     cpu_count: u64,
     /// The total memory, in a coarse bucket such as `8-16 GiB`.
-    #[plain]
-    memory: &'static str,
+    memory: Text,
     /// The version of the Rust compiler the application was built with.
-    #[plain]
-    rustc_version: &'static str,
+    rustc_version: Text,
 }
 
 /// The schema of the properties sent with every event.

@@ -280,8 +280,9 @@ impl Shared {
                 .string(&parts.identity.installation_id);
             object.key("instance_id").string(&parts.instance_id);
             object.key("ci").bool(parts.ci.is_some());
-            if let Some(provider) = parts.ci {
-                object.key("ci_provider").string(provider);
+            match parts.ci {
+                Some(provider) => object.key("ci_provider").string(provider),
+                None => object.key("ci_provider").null(),
             }
             crate::sysinfo::SystemInfo::collect().write_properties(&mut object);
             object.end();

@@ -82,7 +82,7 @@ impl Status {
 impl fmt::Display for Status {
     /// One line per fact, `name: value`, aligned.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "telemetry:        {}", self.decision_line())?;
+        writeln!(f, "telemetry:        {}", self.summary())?;
         match (&self.installation_id, &self.identity) {
             (Some(id), IdentityState::Temporary { reason }) => {
                 writeln!(f, "installation id:  {id} (temporary: {reason})")?;
@@ -114,9 +114,9 @@ impl fmt::Display for Status {
 }
 
 impl Status {
-    /// `on (the default)`, or `local (on (the default); no endpoint)` when the decision was
-    /// `on` but nothing can be uploaded.
-    fn decision_line(&self) -> String {
+    /// The mode and why, in a few words: `off (DO_NOT_TRACK=1)`, `on (the default)`, or
+    /// `local (decided on (the default); no endpoint to upload to)`.
+    pub fn summary(&self) -> String {
         if self.mode == self.decision.mode {
             self.decision.to_string()
         } else {

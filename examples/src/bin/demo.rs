@@ -149,9 +149,11 @@ fn main() {
         .state_dir(&state)
         .debug(true)
         .start();
+    // Every opt-out is honoured here too: with DO_NOT_TRACK set, or under CI, this part is off
+    // and says why.
     println!(
         "\nThrough the pipeline: telemetry is {}, recording to {}",
-        telemetry.mode(),
+        telemetry.status().summary(),
         state.join("events.jsonl").display()
     );
     telemetry.capture(&event);
