@@ -233,10 +233,15 @@ fn status_says_what_decided_and_what_is_pending() {
         shown.contains(status.installation_id.as_deref().unwrap()),
         "{shown}"
     );
-    // A running pipeline reports the same.
-    let telemetry = on.start();
-    assert_eq!(telemetry.status().installation_id, status.installation_id);
-    telemetry.shutdown(PATIENCE);
+    // A running pipeline reports the same, counting the events it took from the spool once.
+    let telemetry = builder(Some(&failing.origin), dir.path(), &[])
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .start();
+    assert!(!telemetry.flush(Duration::from_millis(300))); // it has restored them by now
+    let running = telemetry.status();
+    assert_eq!(running.installation_id, status.installation_id);
+    assert_eq!((telemetry.stats().restored, running.pending), (3, 3));
+    telemetry.shutdown(Duration::ZERO);
 }
 
 #[test]
@@ -254,6 +259,12 @@ fn disable_deletes_what_is_pending_sends_nothing_and_is_remembered() {
 
     let receiver = Receiver::healthy();
     let app = || builder(Some(&receiver.origin), dir.path(), &[]);
+    // A spool that is not a directory is in the way, not an error.
+    fs::rename(state.join("spool"), dir.path().join("kept")).unwrap();
+    fs::write(state.join("spool"), "not a directory").unwrap();
+    let said = run(&app(), &["disable"]);
+    assert!(!said.contains("unsent events"), "{said}");
+    fs::rename(dir.path().join("kept"), state.join("spool")).unwrap();
     let said = run(&app(), &["disable"]);
     assert!(said.contains("Telemetry is disabled"), "{said}");
     assert!(said.contains("4 unsent events were deleted"), "{said}");
@@ -288,6 +299,9 @@ fn disable_deletes_what_is_pending_sends_nothing_and_is_remembered() {
         said.contains("Another setting decides for now: telemetry is off (DO_NOT_TRACK=1)"),
         "{said}"
     );
+    // Without an endpoint `on` runs as local: that is no other setting's doing.
+    let said = run(&builder(None, dir.path(), &[]), &["enable"]);
+    assert!(!said.contains("Another setting"), "{said}");
     let (stats, mode) = session(app(), 2);
     assert_eq!((mode, stats.delivered), (Mode::On, 2));
     assert_eq!(events(&receiver.received()).len(), 2);
@@ -336,6 +350,13 @@ fn schema_lists_every_event_the_binary_can_send() {
     );
     assert!(markdown.contains("## Sent with every event"), "{markdown}");
     assert!(markdown.contains("| `os_name` |"), "{markdown}");
+    let missing = TelemetryCommand::parse::<[&str; 0]>([])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("a telemetry command is missing"),
+        "{missing}"
+    );
     let usage = TelemetryCommand::parse(["frobnicate"])
         .unwrap_err()
         .to_string();
@@ -461,6 +482,37 @@ fn an_unusable_state_directory_gives_a_temporary_identity_and_status_says_why() 
     read_only_directory_case(dir.path());
 }
 
+#[test]
+fn a_first_run_that_cannot_record_its_notice_sends_nothing() {
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("blocked"), "").unwrap();
+    let app = |first_run| {
+        builder(Some(&receiver.origin), dir.path(), &[])
+            .state_dir(dir.path().join("blocked/state"))
+            .first_run(first_run)
+    };
+    // Holding needs a record of the notice: without one, every run would hold forever.
+    let telemetry = app(FirstRun::Hold).start();
+    assert_eq!(telemetry.mode(), Mode::Off);
+    let status = telemetry.status();
+    let problem = status.decision.problem.clone().unwrap();
+    assert!(
+        problem.contains("first-run notice cannot be recorded"),
+        "{problem}"
+    );
+    assert!(
+        status.to_string().contains("so nothing is sent"),
+        "{status}"
+    );
+    telemetry.capture(&job(1));
+    assert_eq!(telemetry.shutdown(PATIENCE).captured, 0);
+    // An application that chose to send after the notice still sends.
+    let (stats, mode) = session(app(FirstRun::Notify), 1);
+    assert_eq!((mode, stats.delivered), (Mode::On, 1));
+    assert_eq!(events(&receiver.received()).len(), 1);
+}
+
 /// The same with a read-only directory, where permissions apply (not to root).
 #[cfg(unix)]
 fn read_only_directory_case(root: &Path) {
@@ -558,7 +610,9 @@ fn ci_runs_can_be_included_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let (stats, _) = session(
         builder(Some(&receiver.origin), dir.path(), &[("BUILDKITE", "true")])
-            .ci_policy(CiPolicy::Include),
+            .ci_policy(CiPolicy::Include)
+            // No first-run hold under CI: nobody reads the notice, and no next run comes.
+            .first_run(FirstRun::Hold),
         1,
     );
     assert_eq!(stats.delivered, 1);

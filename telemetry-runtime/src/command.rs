@@ -107,7 +107,7 @@ usage: telemetry <command>
   schema [--json] list every event this program can send
   reset           forget the installation id and hashing key, and delete unsent events";
 
-    /// Parses the words after `telemetry`; no words at all means `status`.
+    /// Parses the words after `telemetry`.
     pub fn parse<I>(args: I) -> Result<TelemetryCommand, CommandError>
     where
         I: IntoIterator,
@@ -116,13 +116,14 @@ usage: telemetry <command>
         let args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         Ok(match words.as_slice() {
-            [] | ["status"] => TelemetryCommand::Status,
+            ["status"] => TelemetryCommand::Status,
             ["enable"] => TelemetryCommand::Enable,
             ["disable"] => TelemetryCommand::Disable,
             ["local"] => TelemetryCommand::Local,
             ["schema"] => TelemetryCommand::Schema { json: false },
             ["schema", "--json"] => TelemetryCommand::Schema { json: true },
             ["reset"] => TelemetryCommand::Reset,
+            [] => return Err(CommandError::Usage("a telemetry command is missing".into())),
             _ => {
                 return Err(CommandError::Usage(format!(
                     "unknown telemetry command: `{}`",
@@ -228,11 +229,13 @@ fn change(builder: &Builder, mode: Mode) -> Result<String, CommandError> {
             report.push_str("Telemetry is enabled.\n");
         }
         Mode::Local | Mode::Off => {
-            let deleted = clear_spool(&dir)?;
             if mode == Mode::Off {
                 for name in [LOG_FILE, OLD_LOG_FILE] {
                     remove_if_present(&dir.join(name))?;
                 }
+            }
+            let deleted = clear_spool(&dir)?;
+            if mode == Mode::Off {
                 report.push_str("Telemetry is disabled");
                 report.push_str(", and the local log is deleted");
             } else {
@@ -244,8 +247,10 @@ fn change(builder: &Builder, mode: Mode) -> Result<String, CommandError> {
             report.push_str(".\n");
         }
     }
+    // Compared with what was decided: `on` without an endpoint runs as `local`, which is not
+    // another setting's doing.
     let status = builder.status();
-    if status.mode != mode {
+    if status.decision.mode != mode {
         report.push_str(&format!(
             "Another setting decides for now: telemetry is {}.\n",
             status.decision
@@ -274,7 +279,7 @@ fn reset(builder: &Builder) -> Result<String, CommandError> {
 fn clear_spool(dir: &Path) -> Result<u64, CommandError> {
     let path = dir.join(SPOOL_DIR);
     let spool = Spool::new(path.clone(), u64::MAX, Duration::MAX);
-    let held = spool.count_lines();
+    let held = spool.count_events(true);
     spool.clear().map_err(io_error("delete", &path))?;
     Ok(held)
 }

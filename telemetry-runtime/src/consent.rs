@@ -209,7 +209,7 @@ impl Decision {
         self
     }
 
-    fn with_problem(mut self, problem: impl Into<String>) -> Decision {
+    pub(crate) fn with_problem(mut self, problem: impl Into<String>) -> Decision {
         self.problem = Some(problem.into());
         self
     }
@@ -616,5 +616,21 @@ mod tests {
             Some("gitlab"),
         );
         assert_eq!(decided.mode, Mode::On);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_saved_choice_that_is_not_a_file_is_off_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(CHOICE_FILE))
+            .status();
+        if !made.is_ok_and(|status| status.success()) {
+            return; // No mkfifo here.
+        }
+        // Reading a FIFO would wait for a writer forever; it is refused instead.
+        let decided = decide(&env(&[]), "JOBS", &rules(), Some(dir.path()), None);
+        assert_eq!(decided.mode, Mode::Off);
+        assert!(decided.problem.unwrap().contains("not a regular file"));
     }
 }

@@ -260,7 +260,10 @@ impl Shared {
         })
     }
 
-    /// The properties sent with every event, as the inside of a JSON object.
+    /// The properties sent with every event, as the inside of a JSON object. The background
+    /// thread builds them before anything else; only a shutdown that comes before the thread
+    /// ran may build them on the caller's thread (reading a few small files: well under a
+    /// millisecond).
     pub(crate) fn common_properties(&self) -> &str {
         self.common_properties.get_or_init(|| {
             let parts = &self.settings;

@@ -118,33 +118,48 @@ impl Spool {
         })
     }
 
-    /// How many events the spool files hold now (drop reports included).
-    pub(crate) fn count_lines(&self) -> u64 {
+    /// How many of the application's events the spool files hold now (the library's drop
+    /// reports are not counted), including files another process has claimed when
+    /// `include_claimed`.
+    pub(crate) fn count_events(&self, include_claimed: bool) -> u64 {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
         };
-        let mut lines = 0;
+        let report_prefix = format!("{{\"event\":\"{DROP_REPORT}\"");
+        let mut events = 0;
         for entry in entries.flatten() {
-            if !is_spool_file(&entry.file_name().to_string_lossy()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = name.ends_with(PENDING) || (include_claimed && name.ends_with(CLAIMED));
+            if !wanted || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
                 continue;
             }
             // The spool is bounded, so reading it whole is bounded too; a file larger than
             // that is not ours to count.
-            if let Ok(file) = File::open(entry.path()) {
-                let mut contents = Vec::new();
-                let limit = self.max_bytes.max(MAX_LINE_BYTES as u64).saturating_add(1);
-                if file.take(limit).read_to_end(&mut contents).is_ok() {
-                    lines += contents.iter().filter(|&&byte| byte == b'\n').count() as u64;
-                }
+            let Ok(file) = File::open(entry.path()) else {
+                continue;
+            };
+            let limit = self.max_bytes.max(MAX_LINE_BYTES as u64).saturating_add(1);
+            let mut contents = Vec::new();
+            if file.take(limit).read_to_end(&mut contents).is_ok() {
+                events += contents
+                    .split(|&byte| byte == b'\n')
+                    .filter(|line| !line.is_empty() && !line.starts_with(report_prefix.as_bytes()))
+                    .count() as u64;
             }
         }
-        lines
+        events
     }
 
     /// Deletes every spool file. A process running at the same time still sends what it has
     /// already read into memory.
     pub(crate) fn clear(&self) -> io::Result<()> {
-        match fs::remove_dir_all(&self.dir) {
+        let result = match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&self.dir),
+            // Not ours to descend into (a symlink is removed, not followed), but in the way.
+            Ok(_) => fs::remove_file(&self.dir),
+            Err(error) => Err(error),
+        };
+        match result {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }

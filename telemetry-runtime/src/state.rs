@@ -14,6 +14,8 @@ use crate::hashing::HashKey;
 
 pub(crate) const ID_FILE: &str = "installation-id";
 pub(crate) const KEY_FILE: &str = "hash-key";
+/// Locked while a corrupt file is being replaced.
+const LOCK_FILE: &str = ".lock";
 /// Present once the first-run notice has been shown.
 pub(crate) const NOTICE_FILE: &str = "notice-shown";
 /// The local event log of `local` mode.
@@ -135,6 +137,15 @@ fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<Vec<u8>
 /// spike.
 pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     const LIMIT: u64 = 4096;
+    // Opening a FIFO for reading would block until someone writes to it, and a symlink could
+    // lead out of the state directory: only regular files are read. A file swapped in between
+    // this check and the open is the caller's own doing.
+    if !fs::symlink_metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
     let mut contents = Vec::new();
     File::open(path)?
         .take(LIMIT + 1)
@@ -225,15 +236,45 @@ fn load_or_replace<T>(
         }
         Err(error) => return Err(error),
     }
-    // Another process may be repairing it too: whoever links a new file first wins, and the
-    // other reads it.
-    match fs::remove_file(dir.join(name)) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
+    // Repairs are serialised by a lock, and each repairer looks again once it holds it: the
+    // first one replaces the file (a rename, so readers never find it missing), the others read
+    // what it wrote. All agree on one value.
+    let _lock = lock_dir(dir)?;
+    if let Ok(bytes) = read_small(&dir.join(name))
+        && let Some(value) = parse(&bytes)
+    {
+        return Ok(value);
     }
-    let bytes = create_or_read(dir, name, &fresh())?;
-    parse(&bytes).ok_or_else(|| invalid(name))
+    let contents = fresh();
+    write_new_private(dir, name, &contents)?;
+    parse(&contents).ok_or_else(|| invalid(name))
+}
+
+/// Takes the state directory's lock, waiting at most a second for another process to release
+/// it. Released when the file is dropped.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let file = private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another process holds the state directory's lock",
+                ));
+            }
+            Err(fs::TryLockError::Error(error)) => return Err(error),
+        }
+    }
 }
 
 /// Records that the first-run notice was shown; `Ok(true)` if this call recorded it, `Ok(false)`
@@ -368,6 +409,66 @@ mod tests {
             assert_eq!(repaired.installation_id, again.installation_id);
             assert_eq!(repaired.key.hash(b"x"), again.key.hash(b"x"));
         }
+    }
+
+    #[test]
+    fn threads_repairing_a_corrupt_file_at_once_agree() {
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(ID_FILE), "corrupt").unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            let ids: Vec<String> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Identity::load_or_create(dir.path())
+                                .unwrap()
+                                .installation_id
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let saved = Identity::read_installation_id(dir.path()).unwrap();
+            assert!(ids.iter().all(|id| *id == saved), "{ids:?} vs {saved}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_replaced_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("id");
+        fs::write(&outside, "0b6c7d0e-3f4a-4c55-9d1e-2f0c8a7b6e51").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(ID_FILE)).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(KEY_FILE))
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            return; // No mkfifo here.
+        }
+        let identity = Identity::load_or_create(dir.path()).unwrap();
+        assert_ne!(
+            identity.installation_id,
+            "0b6c7d0e-3f4a-4c55-9d1e-2f0c8a7b6e51"
+        );
+        assert!(
+            fs::symlink_metadata(dir.path().join(ID_FILE))
+                .unwrap()
+                .is_file()
+        );
+        assert!(
+            fs::symlink_metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .is_file()
+        );
+        // The file the link pointed to is untouched.
+        assert_eq!(
+            fs::read_to_string(&outside).unwrap(),
+            "0b6c7d0e-3f4a-4c55-9d1e-2f0c8a7b6e51"
+        );
     }
 
     #[cfg(unix)]

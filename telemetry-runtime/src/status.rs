@@ -59,7 +59,7 @@ impl Status {
             .as_deref()
             .and_then(Identity::read_installation_id);
         let pending = state_dir.as_deref().map_or(0, |dir| {
-            Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_lines()
+            Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_events(true)
         });
         Status {
             mode: Mode::Off,

@@ -250,7 +250,11 @@ impl Telemetry {
     pub fn status(&self) -> Status {
         if let Some(shared) = &self.shared {
             let settings = &shared.settings;
-            let on_disk = shared.spool.as_ref().map_or(0, Spool::count_lines);
+            // Files this process claimed are already counted as restored.
+            let on_disk = shared
+                .spool
+                .as_ref()
+                .map_or(0, |spool| spool.count_events(false));
             return Status {
                 mode: settings.mode,
                 decision: settings.decision.clone(),
@@ -348,7 +352,10 @@ pub struct Builder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FirstRun {
     /// Print the notice once, and keep the events of that run in the spool: the next run sends
-    /// them, unless the user opted out meanwhile (then they are deleted unsent).
+    /// them, unless the user opted out meanwhile (then they are deleted unsent). What a first
+    /// run holds is bounded by the spool's size ([`Builder::spool_limits`]); events beyond it
+    /// are dropped and counted. A first run that cannot record that the notice was shown (the
+    /// state directory is not writable) would hold forever, so it sends and records nothing.
     #[default]
     Hold,
     /// Print the notice once, and send as usual.
@@ -629,18 +636,19 @@ impl Builder {
             (Mode::On, None) => Mode::Local,
             (mode, _) => mode,
         };
+        let holds = self.holds_first_run(&decided);
         let state_dir = decided.state_dir;
         let installation_id = state_dir
             .as_deref()
             .and_then(Identity::read_installation_id);
         let pending = match (&state_dir, mode) {
             (Some(dir), Mode::On) => {
-                Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_lines()
+                Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_events(true)
             }
             _ => 0,
         };
         let holding = mode == Mode::On
-            && self.holds_first_run(&decided.decision)
+            && holds
             && !state_dir
                 .as_deref()
                 .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
@@ -693,9 +701,11 @@ impl Builder {
     }
 
     /// Whether a first run holds its events: only when telemetry is on by default, not when
-    /// someone turned it on explicitly.
-    fn holds_first_run(&self, decision: &Decision) -> bool {
-        self.first_run == FirstRun::Hold && decision.source == Source::Default
+    /// someone turned it on explicitly, and not under CI.
+    fn holds_first_run(&self, decided: &Decided) -> bool {
+        self.first_run == FirstRun::Hold
+            && decided.decision.source == Source::Default
+            && decided.ci.is_none()
     }
 
     /// The endpoint (`PREFIX_TELEMETRY_ENDPOINT`, else the compiled-in one) and its proxy;
@@ -766,6 +776,7 @@ impl Builder {
             (Mode::On, None) => Mode::Local,
             (mode, _) => mode,
         };
+        let candidate_dir = decided.state_dir.clone();
         let (identity, state_dir, state_problem) = match decided.state_dir {
             Some(dir) => {
                 match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
@@ -786,15 +797,47 @@ impl Builder {
                 Some("no state directory could be determined (HOME is not set)".to_owned()),
             ),
         };
-        let hold = mode == Mode::On && self.first_run != FirstRun::Silent && {
-            let shown = state_dir
+        // The first run with telemetry on by default shows the notice and, by default, holds
+        // its events. Not under CI: nobody reads the notice there, and no next run comes.
+        let first_run = mode == Mode::On
+            && self.first_run != FirstRun::Silent
+            && decision.source == Source::Default
+            && decided.ci.is_none()
+            && !state_dir
                 .as_deref()
                 .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
-            if !shown && decision.source == Source::Default {
-                self.show_notice(state_dir.as_deref());
+        let mut hold = false;
+        if first_run {
+            let recorded = match state_dir.as_deref() {
+                Some(dir) => crate::state::record_notice(dir).map_err(|error| error.to_string()),
+                None => Err(state_problem.clone().unwrap_or_default()),
+            };
+            if self.first_run == FirstRun::Hold {
+                if let Err(problem) = recorded {
+                    // Without a record of the notice every run would be a first run, and what
+                    // it holds could never be sent: better to record and send nothing at all.
+                    log::debug!("{} telemetry is off: {problem}", self.app);
+                    let mut decision = decision;
+                    decision.mode = Mode::Off;
+                    let decision = decision.with_problem(format!(
+                        "the first-run notice cannot be recorded ({problem}), so nothing is sent"
+                    ));
+                    return Telemetry {
+                        shared: None,
+                        off: Some(Arc::new(Decided {
+                            decision,
+                            state_dir: candidate_dir,
+                            ci: decided.ci,
+                        })),
+                    };
+                }
+                hold = true;
             }
-            !shown && self.holds_first_run(&decision)
-        };
+            // Printed by whoever recorded it, or by every run that cannot record it.
+            if !matches!(recorded, Ok(false)) {
+                self.show_notice();
+            }
+        }
         let instance_id = crate::state::new_installation_id();
         let distinct_id = self
             .distinct_id
@@ -841,22 +884,10 @@ impl Builder {
         }
     }
 
-    /// Prints the first-run notice to stderr, once per installation (or once per process
-    /// when the state directory cannot record it).
-    fn show_notice(&self, state_dir: Option<&Path>) {
+    /// Prints the first-run notice to stderr, at most once per process.
+    fn show_notice(&self) {
         static SHOWN_IN_THIS_PROCESS: AtomicBool = AtomicBool::new(false);
-        let first = match state_dir.map(crate::state::record_notice) {
-            Some(Ok(recorded)) => recorded,
-            Some(Err(error)) => {
-                log::debug!("could not record the telemetry notice: {error}");
-                true
-            }
-            None => true,
-        };
-        if self.first_run == FirstRun::Silent
-            || !first
-            || SHOWN_IN_THIS_PROCESS.swap(true, Ordering::AcqRel)
-        {
+        if SHOWN_IN_THIS_PROCESS.swap(true, Ordering::AcqRel) {
             return;
         }
         let text = self.notice.clone().unwrap_or_else(|| {
