@@ -493,6 +493,8 @@ fn a_first_run_that_cannot_record_its_notice_sends_nothing() {
             .first_run(first_run)
     };
     // Holding needs a record of the notice: without one, every run would hold forever.
+    let predicted = app(FirstRun::Hold).status();
+    assert_eq!(predicted.mode, Mode::Off);
     let telemetry = app(FirstRun::Hold).start();
     assert_eq!(telemetry.mode(), Mode::Off);
     let status = telemetry.status();
@@ -507,7 +509,14 @@ fn a_first_run_that_cannot_record_its_notice_sends_nothing() {
     );
     telemetry.capture(&job(1));
     assert_eq!(telemetry.shutdown(PATIENCE).captured, 0);
-    // An application that chose to send after the notice still sends.
+    // An application that chose to send after the notice still sends; status, which writes
+    // nothing, can still tell that the identity will be temporary.
+    let predicted = app(FirstRun::Notify).status();
+    assert_eq!(predicted.mode, Mode::On);
+    assert!(matches!(
+        predicted.identity,
+        IdentityState::Temporary { .. }
+    ));
     let (stats, mode) = session(app(FirstRun::Notify), 1);
     assert_eq!((mode, stats.delivered), (Mode::On, 1));
     assert_eq!(events(&receiver.received()).len(), 1);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs;
 use std::io::Write as _;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -641,31 +642,44 @@ impl Builder {
         let installation_id = state_dir
             .as_deref()
             .and_then(Identity::read_installation_id);
+        let unusable = match &state_dir {
+            Some(dir) => unusable_dir(dir),
+            None => Some("no state directory could be determined (HOME is not set)".to_owned()),
+        };
+        let first_run = mode == Mode::On
+            && holds
+            && !state_dir
+                .as_deref()
+                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
+        if let (true, Some(problem)) = (first_run, &unusable) {
+            // As `start` would find: a first run that cannot record its notice is off.
+            let mut decision = decided.decision;
+            decision.mode = Mode::Off;
+            let decision = decision.with_problem(format!(
+                "the first-run notice cannot be recorded ({problem}), so nothing is sent"
+            ));
+            return Status::off(decision, state_dir, decided.ci);
+        }
         let pending = match (&state_dir, mode) {
             (Some(dir), Mode::On) => {
                 Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_events(true)
             }
             _ => 0,
         };
-        let holding = mode == Mode::On
-            && holds
-            && !state_dir
-                .as_deref()
-                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
         Status {
             mode,
             decision: decided.decision,
-            identity: if installation_id.is_some() {
-                IdentityState::Saved
-            } else {
-                IdentityState::NotCreated
+            identity: match (unusable, &installation_id) {
+                (Some(reason), _) => IdentityState::Temporary { reason },
+                (None, Some(_)) => IdentityState::Saved,
+                (None, None) => IdentityState::NotCreated,
             },
             installation_id,
             state_dir,
             endpoint,
             pending,
             ci: decided.ci,
-            holding,
+            holding: first_run,
         }
     }
 
@@ -903,6 +917,20 @@ impl Builder {
         // Never `eprintln!`: it panics when stderr is closed.
         let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end());
     }
+}
+
+/// Why `dir` cannot be used as the state directory, as far as can be told without writing to
+/// it: its nearest existing ancestor is not a directory. (Permissions and read-only mounts only
+/// show when writing, which `start` does and `status` does not.)
+fn unusable_dir(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|path| fs::metadata(path).is_ok())?;
+    (!fs::metadata(existing).ok()?.is_dir()).then(|| {
+        format!(
+            "cannot use {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        )
+    })
 }
 
 // The pipeline that the free functions use. `STATE` alone decides the off case, so `capture`
