@@ -209,7 +209,15 @@ impl Decision {
         self
     }
 
-    pub(crate) fn with_problem(mut self, problem: impl Into<String>) -> Decision {
+    /// Off after all: a first run that cannot record its notice would hold its events forever.
+    pub(crate) fn notice_unrecorded(mut self, problem: &str) -> Decision {
+        self.mode = Mode::Off;
+        self.with_problem(format!(
+            "the first-run notice cannot be recorded ({problem}), so nothing is sent"
+        ))
+    }
+
+    fn with_problem(mut self, problem: impl Into<String>) -> Decision {
         self.problem = Some(problem.into());
         self
     }

@@ -637,7 +637,6 @@ impl Builder {
             (Mode::On, None) => Mode::Local,
             (mode, _) => mode,
         };
-        let holds = self.holds_first_run(&decided);
         let state_dir = decided.state_dir;
         let installation_id = state_dir
             .as_deref()
@@ -646,18 +645,16 @@ impl Builder {
             Some(dir) => unusable_dir(dir),
             None => Some("no state directory could be determined (HOME is not set)".to_owned()),
         };
-        let first_run = mode == Mode::On
-            && holds
-            && !state_dir
-                .as_deref()
-                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
+        let first_run = self.first_run == FirstRun::Hold
+            && self.notice_due(
+                &decided.decision,
+                decided.ci.is_some(),
+                mode,
+                state_dir.as_deref(),
+            );
         if let (true, Some(problem)) = (first_run, &unusable) {
-            // As `start` would find: a first run that cannot record its notice is off.
-            let mut decision = decided.decision;
-            decision.mode = Mode::Off;
-            let decision = decision.with_problem(format!(
-                "the first-run notice cannot be recorded ({problem}), so nothing is sent"
-            ));
+            // As `start` would find.
+            let decision = decided.decision.notice_unrecorded(problem);
             return Status::off(decision, state_dir, decided.ci);
         }
         let pending = match (&state_dir, mode) {
@@ -714,12 +711,15 @@ impl Builder {
         }
     }
 
-    /// Whether a first run holds its events: only when telemetry is on by default, not when
-    /// someone turned it on explicitly, and not under CI.
-    fn holds_first_run(&self, decided: &Decided) -> bool {
-        self.first_run == FirstRun::Hold
-            && decided.decision.source == Source::Default
-            && decided.ci.is_none()
+    /// Whether this run is the first with telemetry on by default, whose notice is due. Not
+    /// when someone turned telemetry on explicitly, and not under CI: nobody reads the notice
+    /// there, and no next run comes.
+    fn notice_due(&self, decided: &Decision, ci: bool, mode: Mode, dir: Option<&Path>) -> bool {
+        mode == Mode::On
+            && self.first_run != FirstRun::Silent
+            && decided.source == Source::Default
+            && !ci
+            && !dir.is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists())
     }
 
     /// The endpoint (`PREFIX_TELEMETRY_ENDPOINT`, else the compiled-in one) and its proxy;
@@ -812,16 +812,14 @@ impl Builder {
             ),
         };
         // The first run with telemetry on by default shows the notice and, by default, holds
-        // its events. Not under CI: nobody reads the notice there, and no next run comes.
-        let first_run = mode == Mode::On
-            && self.first_run != FirstRun::Silent
-            && decision.source == Source::Default
-            && decided.ci.is_none()
-            && !state_dir
-                .as_deref()
-                .is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists());
+        // its events.
         let mut hold = false;
-        if first_run {
+        if self.notice_due(
+            &decided.decision,
+            decided.ci.is_some(),
+            mode,
+            state_dir.as_deref(),
+        ) {
             let recorded = match state_dir.as_deref() {
                 Some(dir) => crate::state::record_notice(dir).map_err(|error| error.to_string()),
                 None => Err(state_problem.clone().unwrap_or_default()),
@@ -831,15 +829,10 @@ impl Builder {
                     // Without a record of the notice every run would be a first run, and what
                     // it holds could never be sent: better to record and send nothing at all.
                     log::debug!("{} telemetry is off: {problem}", self.app);
-                    let mut decision = decision;
-                    decision.mode = Mode::Off;
-                    let decision = decision.with_problem(format!(
-                        "the first-run notice cannot be recorded ({problem}), so nothing is sent"
-                    ));
                     return Telemetry {
                         shared: None,
                         off: Some(Arc::new(Decided {
-                            decision,
+                            decision: decision.notice_unrecorded(&problem),
                             state_dir: candidate_dir,
                             ci: decided.ci,
                         })),
