@@ -37,7 +37,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::consent::{CHOICE_FILE, Mode};
 use crate::spool::{SPOOL_DIR, Spool};
@@ -277,10 +276,11 @@ fn reset(builder: &Builder) -> Result<String, CommandError> {
 
 /// Deletes the spool; how many events it held.
 fn clear_spool(dir: &Path) -> Result<u64, CommandError> {
-    let path = dir.join(SPOOL_DIR);
-    let spool = Spool::new(path.clone(), u64::MAX, Duration::MAX);
+    let spool = Spool::in_state_dir(dir);
     let held = spool.count_events(true);
-    spool.clear().map_err(io_error("delete", &path))?;
+    spool
+        .clear()
+        .map_err(io_error("delete", &dir.join(SPOOL_DIR)))?;
     Ok(held)
 }
 

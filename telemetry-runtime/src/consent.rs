@@ -102,6 +102,20 @@ pub enum Polarity {
 }
 
 impl Polarity {
+    /// The signal `text` gives as `source`, if any: its mode, or off with the reason when it
+    /// cannot be read.
+    fn decide(self, text: &str, source: Source) -> Option<Decision> {
+        match self.read(text) {
+            Ok(None) => None,
+            Ok(Some(mode)) => Some(Decision::new(mode, source).with_value(text)),
+            Err(problem) => Some(
+                Decision::new(Mode::Off, source)
+                    .with_value(text)
+                    .with_problem(problem),
+            ),
+        }
+    }
+
     /// What `text` says under this polarity: `Ok(None)` when it says nothing, `Err` when it
     /// cannot be read (which counts as off).
     fn read(self, text: &str) -> Result<Option<Mode>, &'static str> {
@@ -307,15 +321,7 @@ pub(crate) fn decide(
         let source = || Source::Variable(name.clone());
         match env.var(name) {
             Var::Unset => {}
-            Var::Text(text) => match polarity.read(&text) {
-                Ok(None) => {}
-                Ok(Some(mode)) => signals.push(Decision::new(mode, source()).with_value(&text)),
-                Err(problem) => signals.push(
-                    Decision::new(Mode::Off, source())
-                        .with_value(&text)
-                        .with_problem(problem),
-                ),
-            },
+            Var::Text(text) => signals.extend(polarity.decide(&text, source())),
             Var::NotUnicode => signals
                 .push(Decision::new(Mode::Off, source()).with_problem("not valid Unicode, so off")),
         }
@@ -343,16 +349,7 @@ pub(crate) fn decide(
         }
     }
     for (what, text, polarity) in &rules.app_config {
-        let source = || Source::AppConfig(what.clone());
-        match polarity.read(text) {
-            Ok(None) => {}
-            Ok(Some(mode)) => signals.push(Decision::new(mode, source()).with_value(text)),
-            Err(problem) => signals.push(
-                Decision::new(Mode::Off, source())
-                    .with_value(text)
-                    .with_problem(problem),
-            ),
-        }
+        signals.extend(polarity.decide(text, Source::AppConfig(what.clone())));
     }
     for wanted in [Mode::Off, Mode::Local, Mode::On] {
         if let Some(index) = signals.iter().position(|signal| signal.mode == wanted) {

@@ -109,6 +109,12 @@ impl Spool {
         }
     }
 
+    /// The spool of the state directory `state_dir`, to count or clear (its limits do not
+    /// matter for that).
+    pub(crate) fn in_state_dir(state_dir: &Path) -> Spool {
+        Spool::new(state_dir.join(SPOOL_DIR), u64::MAX, Duration::MAX)
+    }
+
     /// Whether any spool file, claimed or not, is present.
     pub(crate) fn has_files(&self) -> bool {
         fs::read_dir(&self.dir).is_ok_and(|entries| {

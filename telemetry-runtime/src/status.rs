@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::consent::{Decision, Mode};
-use crate::spool::{SPOOL_DIR, Spool};
+use crate::spool::Spool;
 use crate::state::Identity;
 
 /// What telemetry does and why, who it sends as, where it keeps its state and what is
@@ -58,9 +57,9 @@ impl Status {
         let installation_id = state_dir
             .as_deref()
             .and_then(Identity::read_installation_id);
-        let pending = state_dir.as_deref().map_or(0, |dir| {
-            Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_events(true)
-        });
+        let pending = state_dir
+            .as_deref()
+            .map_or(0, |dir| Spool::in_state_dir(dir).count_events(true));
         Status {
             mode: Mode::Off,
             decision,

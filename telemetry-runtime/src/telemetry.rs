@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::consent::{self, CiPolicy, Decision, Mode, Polarity, Rules, Source};
 use crate::pipeline::{Settings, Shared, after};
-use crate::spool::{SPOOL_DIR, Spool};
+use crate::spool::Spool;
 use crate::state::{Identity, create_private_dir};
 use crate::status::{IdentityState, Status};
 
@@ -633,10 +633,7 @@ impl Builder {
             (Some(endpoint), _) if decided.decision.mode == Mode::On => Some(endpoint.batch_url),
             _ => None,
         };
-        let mode = match (decided.decision.mode, &endpoint) {
-            (Mode::On, None) => Mode::Local,
-            (mode, _) => mode,
-        };
+        let mode = running_mode(decided.decision.mode, endpoint.is_some());
         let state_dir = decided.state_dir;
         let installation_id = state_dir
             .as_deref()
@@ -658,9 +655,7 @@ impl Builder {
             return Status::off(decision, state_dir, decided.ci);
         }
         let pending = match (&state_dir, mode) {
-            (Some(dir), Mode::On) => {
-                Spool::new(dir.join(SPOOL_DIR), u64::MAX, Duration::MAX).count_events(true)
-            }
+            (Some(dir), Mode::On) => Spool::in_state_dir(dir).count_events(true),
             _ => 0,
         };
         Status {
@@ -769,10 +764,7 @@ impl Builder {
         {
             // Events waiting for upload are only ever sent by a run that may upload: after an
             // opt-out, even for one run, they are deleted unsent. Deleting writes nothing new.
-            let spool = dir.join(SPOOL_DIR);
-            if spool.symlink_metadata().is_ok()
-                && let Err(error) = Spool::new(spool, 0, Duration::ZERO).clear()
-            {
+            if let Err(error) = Spool::in_state_dir(dir).clear() {
                 log::warn!(
                     "{} telemetry could not delete its unsent events: {error}",
                     self.app
@@ -786,10 +778,7 @@ impl Builder {
             };
         }
         let (endpoint, proxy) = self.endpoint_and_proxy(true);
-        let mode = match (decision.mode, &endpoint) {
-            (Mode::On, None) => Mode::Local,
-            (mode, _) => mode,
-        };
+        let mode = running_mode(decision.mode, endpoint.is_some());
         let candidate_dir = decided.state_dir.clone();
         let (identity, state_dir, state_problem) = match decided.state_dir {
             Some(dir) => {
@@ -909,6 +898,14 @@ impl Builder {
         });
         // Never `eprintln!`: it panics when stderr is closed.
         let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end());
+    }
+}
+
+/// What a decided mode runs as: `on` with nowhere to upload to records locally.
+fn running_mode(decided: Mode, has_endpoint: bool) -> Mode {
+    match decided {
+        Mode::On if !has_endpoint => Mode::Local,
+        mode => mode,
     }
 }
 
