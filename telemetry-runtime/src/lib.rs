@@ -66,6 +66,7 @@ mod consent;
 pub mod dispositions;
 mod event;
 mod hashing;
+mod instrument;
 mod json;
 mod pipeline;
 pub mod schema;
