@@ -6,6 +6,7 @@ use syn::{Data, DeriveInput, Fields, Ident, Type};
 
 use crate::attr::{self, Disposition};
 use crate::ctxt::Ctxt;
+use crate::tyname::type_name;
 
 pub(crate) struct Field<'a> {
     pub ident: &'a Ident,
@@ -13,6 +14,8 @@ pub(crate) struct Field<'a> {
     pub attrs: attr::Field,
     /// The JSON property name: the `rename`, else the field's name.
     pub name: String,
+    /// The Rust type as written, for the schema.
+    pub rust_type: String,
 }
 
 impl Field<'_> {
@@ -61,7 +64,7 @@ pub(crate) fn fields<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<Vec<Field<
                 .iter()
                 .map(|field| {
                     let ident = field.ident.as_ref().expect("named fields have names");
-                    let attrs = attr::Field::from_ast(cx, &field.attrs);
+                    let attrs = attr::Field::from_ast(cx, &field.attrs, attr::Target::Field);
                     let name = match &attrs.rename {
                         Some(rename) => rename.value(),
                         None => ident.unraw().to_string(),
@@ -71,6 +74,7 @@ pub(crate) fn fields<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<Vec<Field<
                         ty: &field.ty,
                         attrs,
                         name,
+                        rust_type: type_name(&field.ty),
                     }
                 })
                 .collect(),

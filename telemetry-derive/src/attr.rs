@@ -18,7 +18,8 @@ const IS_SET: &str = "is_set";
 const SCRUB: &str = "scrub";
 const PLAIN: &str = "plain";
 const SKIP: &str = "skip";
-const DISPOSITIONS: &[&str] = &[HASH, TRUSTED_OR_HASH, COUNT, IS_SET, SCRUB, PLAIN, SKIP];
+pub(crate) const DISPOSITIONS: &[&str] =
+    &[HASH, TRUSTED_OR_HASH, COUNT, IS_SET, SCRUB, PLAIN, SKIP];
 
 /// `#[scrub]` without `max_len` keeps this many bytes.
 pub(crate) const DEFAULT_MAX_LEN: usize = 200;
@@ -110,6 +111,7 @@ impl Container {
 }
 
 /// What a field sends.
+#[derive(Clone)]
 pub(crate) enum Disposition {
     Hash,
     TrustedOrHash {
@@ -150,8 +152,18 @@ pub(crate) struct Field {
     pub doc: String,
 }
 
+/// What carries the attributes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A field of an event.
+    Field,
+    /// A parameter of an instrumented function: sent only when annotated, and a bare
+    /// `#[telemetry]` flattens it.
+    Parameter,
+}
+
 impl Field {
-    pub(crate) fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+    pub(crate) fn from_ast(cx: &Ctxt, attrs: &[Attribute], target: Target) -> Self {
         let mut rename = Once::new("rename");
         let mut disposition: Option<(Disposition, Span)> = None;
         let mut set_disposition = |new: Disposition, at: Span| match &disposition {
@@ -174,6 +186,10 @@ impl Field {
         for attr in attrs {
             let path = attr.path();
             if path.is_ident(TELEMETRY) {
+                if target == Target::Parameter && matches!(attr.meta, Meta::Path(_)) {
+                    set_disposition(Disposition::Flatten, path.span());
+                    continue;
+                }
                 let parsed = attr.parse_nested_meta(|meta| {
                     if meta.path.is_ident("rename") {
                         rename.set(cx, &meta.path, non_empty_name(&meta)?);
@@ -193,6 +209,10 @@ impl Field {
                 }
             } else if let Some(name) = disposition_name(path) {
                 match parse_disposition(name, attr) {
+                    Ok(Disposition::Skip) if target == Target::Parameter => cx.error_spanned_by(
+                        attr,
+                        "`#[skip]` is not needed here: a parameter is only sent when it has a disposition or is listed in `args(...)`",
+                    ),
                     Ok(parsed) => set_disposition(parsed, path.span()),
                     Err(error) => cx.syn_error(error),
                 }

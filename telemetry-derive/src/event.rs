@@ -14,7 +14,6 @@ use crate::ast::{self, Field};
 use crate::attr::{self, Derive, Disposition};
 use crate::case::snake_case;
 use crate::ctxt::Ctxt;
-use crate::tyname::type_name;
 use crate::valid;
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
@@ -53,8 +52,12 @@ fn expand(
     };
     let description = &container.doc;
     let nested = container.nested;
-    let schemas = fields.iter().map(|field| field_schema(field, krate));
-    let writes = fields.iter().map(|field| write_field(field, krate));
+    let schemas = fields.iter().map(|field| field_schema(field, krate, None));
+    let writes = fields.iter().map(|field| {
+        let member = field.ident;
+        let handle = handle(field, krate);
+        write_field(field, &quote!(&self.#member), handle, krate)
+    });
 
     // Only a type the registry can name is registered: lifetimes become `'static`, but an event
     // generic over types has no single schema to list.
@@ -109,7 +112,7 @@ fn expand(
 
 /// The runtime `const fn` that checks the field's type under its disposition and returns its
 /// shape and writer. The schema and the writer both use exactly these tokens.
-fn handle(field: &Field, krate: &TokenStream) -> Option<TokenStream> {
+pub(crate) fn handle(field: &Field, krate: &TokenStream) -> Option<TokenStream> {
     let private = quote!(#krate::__private);
     let ty = field.ty;
     Some(match field.disposition() {
@@ -129,17 +132,24 @@ fn handle(field: &Field, krate: &TokenStream) -> Option<TokenStream> {
     })
 }
 
-fn field_schema(field: &Field, krate: &TokenStream) -> TokenStream {
+/// The schema entries of `field`: its shape from its handle, or `shape` when its type cannot
+/// be named where the schema is (a parameter of a generic type).
+pub(crate) fn field_schema(
+    field: &Field,
+    krate: &TokenStream,
+    shape: Option<TokenStream>,
+) -> TokenStream {
     let Some(handle) = handle(field, krate) else {
         return TokenStream::new();
     };
     let schema = quote!(#krate::schema);
     let name = &field.name;
-    let rust_type = type_name(field.ty);
+    let rust_type = &field.rust_type;
     let description = &field.attrs.doc;
-    let shape = match field.disposition() {
-        Some(Disposition::Flatten) => quote!(#schema::Shape::Object(#handle.schema)),
-        _ => quote!(#handle.shape),
+    let shape = match (shape, field.disposition()) {
+        (Some(shape), _) => shape,
+        (None, Some(Disposition::Flatten)) => quote!(#schema::Shape::Object(#handle.schema)),
+        (None, _) => quote!(#handle.shape),
     };
     let disposition = match field.disposition() {
         None => quote!(Value),
@@ -190,16 +200,22 @@ fn field_schema(field: &Field, krate: &TokenStream) -> TokenStream {
     }
 }
 
-fn write_field(field: &Field, krate: &TokenStream) -> TokenStream {
-    let Some(handle) = handle(field, krate) else {
+/// Writes `field`'s properties, `value` being a reference to its value and `handle` the
+/// handle of its type ([`handle`], or one inferred from the value).
+pub(crate) fn write_field(
+    field: &Field,
+    value: &TokenStream,
+    handle: Option<TokenStream>,
+    krate: &TokenStream,
+) -> TokenStream {
+    let Some(handle) = handle else {
         return TokenStream::new();
     };
     let private = quote!(#krate::__private);
-    let member = field.ident;
     let name = &field.name;
     match field.disposition() {
         None | Some(Disposition::Hash) => quote! {
-            (#handle.write)(&self.#member, __properties.key(#name), __key);
+            (#handle.write)(#value, __properties.key(#name), __key);
         },
         Some(Disposition::TrustedOrHash { prefixes, rule }) => {
             let rule = match rule {
@@ -208,7 +224,7 @@ fn write_field(field: &Field, krate: &TokenStream) -> TokenStream {
             };
             quote! {
                 (#handle.write)(
-                    &self.#member,
+                    #value,
                     __properties.key(#name),
                     __key,
                     &#private::Trust { prefixes: &[#(#prefixes),*], rule: #rule },
@@ -216,17 +232,17 @@ fn write_field(field: &Field, krate: &TokenStream) -> TokenStream {
             }
         }
         Some(Disposition::Count | Disposition::IsSet | Disposition::Plain) => quote! {
-            (#handle.write)(&self.#member, __properties.key(#name));
+            (#handle.write)(#value, __properties.key(#name));
         },
         Some(Disposition::Flatten) => quote! {
-            (#handle.write)(&self.#member, __properties, __key);
+            (#handle.write)(#value, __properties, __key);
         },
         Some(Disposition::Scrub { max_len }) => {
             let truncated = valid::truncated_name(name);
             let max_len = Literal::usize_unsuffixed(*max_len);
             quote! {
                 (#handle.write)(
-                    &self.#member,
+                    #value,
                     __properties,
                     &#private::ScrubField { name: #name, truncated_name: #truncated, max_len: #max_len },
                 );
@@ -237,13 +253,13 @@ fn write_field(field: &Field, krate: &TokenStream) -> TokenStream {
 }
 
 /// How `#[scrub]` reaches the text: the value itself, inside an `Option`, or in a sequence.
-enum ScrubShape<'a> {
+pub(crate) enum ScrubShape<'a> {
     Text,
     Option(&'a Type),
     Sequence(&'a Type),
 }
 
-fn scrub_shape(ty: &Type) -> ScrubShape<'_> {
+pub(crate) fn scrub_shape(ty: &Type) -> ScrubShape<'_> {
     match ty {
         Type::Group(group) => scrub_shape(&group.elem),
         Type::Paren(paren) => scrub_shape(&paren.elem),
@@ -319,7 +335,7 @@ fn with_bounds(generics: &Generics, fields: &[Field], krate: &TokenStream) -> Ge
     generics
 }
 
-fn mentions(tokens: TokenStream, params: &[String]) -> bool {
+pub(crate) fn mentions(tokens: TokenStream, params: &[String]) -> bool {
     tokens.into_iter().any(|token| match token {
         TokenTree::Ident(ident) => params.iter().any(|param| ident == param),
         TokenTree::Group(group) => mentions(group.stream(), params),

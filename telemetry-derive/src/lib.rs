@@ -7,6 +7,7 @@
 mod ast;
 mod attr;
 mod case;
+mod command;
 mod ctxt;
 mod event;
 mod tyname;
@@ -34,6 +35,15 @@ pub fn derive_telemetry_event(input: TokenStream) -> TokenStream {
 pub fn derive_telemetry_value(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     value::derive(&input).into()
+}
+
+/// Records one event per call of a function: its command name, duration and outcome, and the
+/// parameters annotated with a disposition.
+///
+/// See the `telemetry-runtime` documentation for the arguments.
+#[proc_macro_attribute]
+pub fn instrument_command(args: TokenStream, input: TokenStream) -> TokenStream {
+    command::expand(args.into(), input.into()).into()
 }
 
 /// `::telemetry_runtime`, or the path given with `#[telemetry(crate = path)]`.

@@ -419,6 +419,50 @@ pub mod handles {
 
     type ScrubWrite<T> = fn(&T, &mut ObjectWriter<'_>, &ScrubField);
 
+    /// The same handles, for a value whose type cannot be named (`impl Trait` parameters):
+    /// the type is inferred from a reference to the value.
+    pub mod inferred {
+        use super::*;
+
+        pub fn value<T: ?Sized + TelemetryValue>(_: &T) -> Handle<fn(&T, &mut JsonBuf, &HashKey)> {
+            super::value::<T>()
+        }
+
+        pub fn hash<T: ?Sized + Hashable>(_: &T) -> Handle<fn(&T, &mut JsonBuf, &HashKey)> {
+            super::hash::<T>()
+        }
+
+        pub fn trusted_or_hash<T: ?Sized + Trustable>(
+            _: &T,
+        ) -> Handle<fn(&T, &mut JsonBuf, &HashKey, &Trust)> {
+            super::trusted_or_hash::<T>()
+        }
+
+        pub fn count<T: ?Sized + Countable>(_: &T) -> Handle<fn(&T, &mut JsonBuf)> {
+            super::count::<T>()
+        }
+
+        pub fn is_set<T: ?Sized + Presence>(_: &T) -> Handle<fn(&T, &mut JsonBuf)> {
+            super::is_set::<T>()
+        }
+
+        pub fn plain<T: ?Sized + serde::Serialize>(_: &T) -> Handle<fn(&T, &mut JsonBuf)> {
+            super::plain::<T>()
+        }
+
+        pub fn flatten<T: ?Sized + TelemetryEvent>(_: &T) -> FlattenHandle<T> {
+            super::flatten::<T>()
+        }
+
+        pub fn scrub<T: ?Sized + Display>(_: &T) -> Handle<ScrubWrite<T>> {
+            super::scrub::<T>()
+        }
+
+        pub fn scrub_option<T: Display>(_: &Option<T>) -> Handle<ScrubWrite<Option<T>>> {
+            super::scrub_option::<T>()
+        }
+    }
+
     pub const fn scrub<T: ?Sized + Display>() -> Handle<ScrubWrite<T>> {
         Handle {
             shape: Shape::String,
@@ -470,7 +514,7 @@ pub mod handles {
 
 /// Scrubs the `Display` text of `value`. Formatting stops just past what [`scrub`] looks at,
 /// so an error that prints megabytes costs no more than one that prints a line.
-fn scrubbed<T: ?Sized + Display>(value: &T, max_len: usize) -> (String, bool) {
+pub(crate) fn scrubbed<T: ?Sized + Display>(value: &T, max_len: usize) -> (String, bool) {
     let mut text = BoundedText {
         text: String::new(),
         limit: crate::scrub::input_limit(max_len).saturating_add(1),

@@ -183,6 +183,24 @@ impl ObjectWriter<'_> {
         self.buf
     }
 
+    /// Appends properties already encoded elsewhere: the inside of a JSON object written by
+    /// another `ObjectWriter` (nothing, or `"a":1,"b":2`).
+    pub(crate) fn members(&mut self, inner: &[u8]) {
+        if inner.is_empty() {
+            return;
+        }
+        if !self.empty {
+            self.buf.bytes.push(b',');
+        }
+        self.empty = false;
+        self.buf.bytes.extend_from_slice(inner);
+    }
+
+    /// Records that a property could not be encoded, as a failing `#[plain]` value would.
+    pub(crate) fn fail(&mut self, error: EncodeError) {
+        self.buf.error.get_or_insert(error);
+    }
+
     /// Closes the object.
     pub fn end(self) {
         self.buf.bytes.push(b'}');

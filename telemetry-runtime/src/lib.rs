@@ -106,3 +106,61 @@ pub use telemetry_derive::TelemetryEvent;
 /// Derives [`TelemetryValue`](trait@TelemetryValue) for an enum of unit variants, sent as the
 /// variant's name in `snake_case` (or its `#[telemetry(rename = "...")]`).
 pub use telemetry_derive::TelemetryValue;
+/// Records one `command` event per call of a function: which command ran, how long it took
+/// and how it ended, and only the arguments annotated to be sent.
+///
+/// ```
+/// use telemetry_runtime::{instrument_command, TelemetryValue};
+///
+/// #[derive(TelemetryValue)]
+/// enum Engine { Docker, Wasm }
+///
+/// #[derive(Debug)]
+/// struct SubmitError;
+///
+/// #[instrument_command(name = "job submit", args(engine))]
+/// fn submit(
+///     #[hash] namespace: &str,  // a keyed hash
+///     #[count] inputs: &[String], // how many
+///     engine: Engine,             // as is: listed in `args`
+///     spec: &str,                 // never sent: no annotation
+/// ) -> Result<u32, SubmitError> {
+///     let _ = (namespace, inputs, engine, spec);
+///     Ok(7)
+/// }
+///
+/// assert_eq!(submit("payroll", &[], Engine::Wasm, "{...}").unwrap(), 7);
+/// ```
+///
+/// The event (`command` unless `event = "..."` says otherwise) has these properties, then the
+/// arguments':
+///
+/// | Property | Sent |
+/// | --- | --- |
+/// | `command` | `name = "..."`, else the function's name |
+/// | `duration_ms` | from the start of the call (its first poll, for `async`) to its end |
+/// | `outcome` | `ok`; `error` for an `Err` or an `ExitCode` other than `SUCCESS`; `panic`; `cancelled` for a future dropped before it finished |
+/// | `error_type` | the `Err`'s type (`std::any::type_name`), else null |
+/// | `error_message`, `error_message_truncated` | only with `message` or `message(max_len = N)`: the `Err`'s `Display`, scrubbed like `#[scrub]` |
+///
+/// Arguments are sent only when annotated, with the dispositions of event fields and the same
+/// compile-time check: `#[hash]`, `#[trusted_or_hash(...)]`, `#[count]`, `#[is_set]`,
+/// `#[scrub]`, `#[plain]`, `#[telemetry]` (a `TelemetryEvent` whose properties are sent
+/// flattened), or listed in `args(a, b)` to be sent as is, which only compiles for types that
+/// cannot carry personal data. `#[telemetry(rename = "...")]` renames an argument's property.
+/// `crate = path` names the runtime when it was renamed.
+///
+/// The function's signature, return value and panics are unchanged: a panic is recorded and
+/// goes on unwinding. Arguments are encoded when the call begins (so the body may consume
+/// them), under the key of the telemetry started first in the process (see [`capture`]); a
+/// call that begins before telemetry is started sends no arguments. When telemetry is off, a
+/// call costs one atomic load.
+///
+/// On `main`, telemetry is usually started inside the function; dropping its guard there
+/// leaves the shutdown to the end of the call, so the `main` event is still sent.
+///
+/// Limits: the schema registry describes an argument whose type mentions the function's
+/// generic parameters, `Self` or `impl Trait` only by its disposition. In an `impl` block
+/// generic over `T`, an argument whose type mentions `T` does not compile (the registry cannot
+/// name it); send a concrete type instead.
+pub use telemetry_derive::instrument_command;

@@ -25,10 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::HashKey;
 use crate::TelemetryEvent;
 use crate::config::{Endpoint, Limits};
 use crate::consent::{Decision, Mode};
-use crate::json::JsonBuf;
+use crate::json::{JsonBuf, ObjectWriter};
 use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
@@ -313,10 +314,22 @@ impl Shared {
     /// Encodes `event` on the caller's thread and queues it without blocking. Never panics:
     /// not even a panicking logger gets through.
     pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
-        let _ = catch_unwind(AssertUnwindSafe(|| self.try_capture(event)));
+        self.capture_with(E::SCHEMA.name, |properties, key| {
+            event.__write_fields(properties, key);
+        });
     }
 
-    fn try_capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+    /// Captures the event `name` whose properties `write` writes under the installation's key,
+    /// as [`capture`](Self::capture) does.
+    pub(crate) fn capture_with(
+        &self,
+        name: &'static str,
+        write: impl FnOnce(&mut ObjectWriter<'_>, &HashKey),
+    ) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.try_capture(name, write)));
+    }
+
+    fn try_capture(&self, name: &'static str, write: impl FnOnce(&mut ObjectWriter<'_>, &HashKey)) {
         if !self.is_open() {
             Counters::add(&self.counters.ignored, 1);
             return;
@@ -327,10 +340,11 @@ impl Shared {
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
             let mut buf = JsonBuf::with_capacity(512);
-            crate::event::write_properties(event, &mut buf, &self.settings.identity.key);
+            let mut properties = buf.object();
+            write(&mut properties, &self.settings.identity.key);
+            properties.end();
             buf.finish()
         }));
-        let name = E::SCHEMA.name;
         let dropped = {
             // Between entering and leaving the gate, shutdown waits; past it, nothing is
             // queued. The guard leaves the gate even if something in here panics.

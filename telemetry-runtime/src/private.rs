@@ -3,8 +3,8 @@
 
 pub use crate::dispositions::Trust;
 pub use crate::dispositions::handles::{
-    FlattenHandle, Handle, ScrubField, count, flatten, hash, is_set, plain, scrub, scrub_option,
-    scrub_seq, trusted_or_hash, value,
+    FlattenHandle, Handle, ScrubField, count, flatten, hash, inferred, is_set, plain, scrub,
+    scrub_option, scrub_seq, trusted_or_hash, value,
 };
 pub use crate::json::{JsonBuf, ObjectWriter};
 pub use crate::schema::Registration;
@@ -20,4 +20,9 @@ pub static STUB_SCHEMA: EventSchema = EventSchema {
     rust_type: "",
     nested: true,
     fields: &[],
+};
+
+pub use crate::instrument::{
+    AnyOutcome, CommandSpec, MessageOutcome, Outcome, Recorder, ResultOutcome, Returned, Run,
+    fields,
 };

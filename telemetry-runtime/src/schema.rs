@@ -167,9 +167,19 @@ pub fn common_properties() -> &'static EventSchema {
 pub fn to_markdown(events: &[&EventSchema]) -> String {
     let mut out = String::from("# Telemetry events\n");
     let common = common_properties();
+    // Events that share a name (one `command` event per instrumented function) are told apart
+    // by their Rust type.
+    let shared_name = |name: &str| events.iter().filter(|e| e.name == name).count() > 1;
     let sections = events
         .iter()
-        .map(|event| (format!("`{}`", event.name), *event))
+        .map(|event| {
+            let title = if shared_name(event.name) {
+                format!("`{}` (`{}`)", event.name, event.rust_type)
+            } else {
+                format!("`{}`", event.name)
+            };
+            (title, *event)
+        })
         .chain([("Sent with every event".to_owned(), common)]);
     for (title, event) in sections {
         let _ = write!(out, "\n## {title}\n\n");
@@ -184,15 +194,23 @@ pub fn to_markdown(events: &[&EventSchema]) -> String {
 
 fn markdown_rows(fields: &[FieldSchema], prefix: &str, out: &mut String) {
     for field in fields {
-        if field.disposition == Disposition::Flatten {
-            if let Some(inner) = field.shape.object() {
-                markdown_rows(inner.fields, prefix, out);
-            }
+        if field.disposition == Disposition::Flatten
+            && let Some(inner) = field.shape.object()
+        {
+            markdown_rows(inner.fields, prefix, out);
             continue;
         }
         let path = format!("{prefix}{}", field.name);
         let shape = match field.shape {
-            Shape::Any => format!("`{}`, serialized", field.rust_type),
+            // A flattened event the registry cannot name (of a generic type).
+            Shape::Any if field.disposition == Disposition::Flatten => {
+                format!("the properties of `{}`", field.rust_type)
+            }
+            Shape::Any if field.disposition == Disposition::Plain => {
+                format!("`{}`, serialized", field.rust_type)
+            }
+            // An argument of a generic type: what is sent depends on the type.
+            Shape::Any => format!("`{}`", field.rust_type),
             shape => shape_text(&shape),
         };
         let _ = writeln!(
@@ -297,10 +315,10 @@ pub fn to_json(events: &[&EventSchema]) -> Value {
 fn json_properties(fields: &[FieldSchema]) -> Vec<Value> {
     let mut properties = Vec::new();
     for field in fields {
-        if field.disposition == Disposition::Flatten {
-            if let Some(inner) = field.shape.object() {
-                properties.extend(json_properties(inner.fields));
-            }
+        if field.disposition == Disposition::Flatten
+            && let Some(inner) = field.shape.object()
+        {
+            properties.extend(json_properties(inner.fields));
             continue;
         }
         let mut property = Map::new();

@@ -312,10 +312,17 @@ impl Deref for TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(shared) = &self.telemetry.shared {
-            shared.shutdown(after(shared.settings.limits.flush_deadline));
+        if let Some(shared) = &self.telemetry.shared
+            && !crate::instrument::defer_shutdown(shared)
+        {
+            shutdown_on_drop(shared);
         }
     }
+}
+
+/// What dropping a guard does: shut down within the flush deadline.
+pub(crate) fn shutdown_on_drop(shared: &Shared) {
+    shared.shutdown(after(shared.settings.limits.flush_deadline));
 }
 
 impl fmt::Debug for TelemetryGuard {
@@ -950,6 +957,25 @@ fn install_global(telemetry: &Telemetry) {
         return;
     }
     STATE.store(ACTIVE, Ordering::Release);
+}
+
+/// Whether telemetry was started in this process, and if so the global pipeline.
+pub(crate) enum Global {
+    /// Nothing was started yet.
+    Unset,
+    /// The first telemetry started is off.
+    Off,
+    /// The first telemetry started that is not off.
+    Active(&'static Shared),
+}
+
+/// The state of the global telemetry: one atomic load when it is off.
+pub(crate) fn global_state() -> Global {
+    match STATE.load(Ordering::Acquire) {
+        OFF => Global::Off,
+        ACTIVE => current_global().map_or(Global::Off, Global::Active),
+        _ => Global::Unset,
+    }
 }
 
 fn current_global() -> Option<&'static Shared> {
