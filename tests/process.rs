@@ -401,3 +401,61 @@ fn the_first_run_notice_is_printed_once_and_its_events_wait() {
         (Some(2), Some(3))
     );
 }
+
+/// Runs the program whose instrumented `main` starts telemetry itself.
+fn command_probe(how: &str, state: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-command-probe"));
+    command
+        .arg(how)
+        .env_clear()
+        .env("HOME", state)
+        .env("PROBE_TELEMETRY_DIR", state);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().expect("run the command probe")
+}
+
+#[test]
+fn an_instrumented_main_that_starts_telemetry_itself_sends_its_own_event() {
+    for (how, outcome, success) in [
+        ("ok", "ok", true),
+        ("fail", "error", false),
+        ("panic", "panic", false),
+    ] {
+        let receiver = Receiver::healthy();
+        let state = tempfile::tempdir().unwrap();
+        let output = command_probe(
+            how,
+            state.path(),
+            &[("PROBE_TELEMETRY_ENDPOINT", &receiver.origin)],
+        );
+        assert_eq!(output.status.success(), success, "{how}: {output:?}");
+        // The process has exited: everything it sent has arrived.
+        let events = support::events(&receiver.received());
+        let commands: Vec<&Value> = events.iter().filter(|e| e["event"] == "command").collect();
+        assert_eq!(commands.len(), 1, "{how}: {events:#?}");
+        let properties = &commands[0]["properties"];
+        assert_eq!(properties["command"], "main", "{how}");
+        assert_eq!(properties["outcome"], outcome, "{how}");
+        assert!(properties["duration_ms"].is_u64(), "{how}");
+        assert!(!commands[0].to_string().contains("alice"));
+    }
+}
+
+#[test]
+fn an_instrumented_main_with_telemetry_off_sends_and_writes_nothing() {
+    let receiver = Receiver::healthy();
+    let state = tempfile::tempdir().unwrap();
+    let output = command_probe(
+        "ok",
+        state.path(),
+        &[
+            ("PROBE_TELEMETRY_ENDPOINT", &receiver.origin),
+            ("DO_NOT_TRACK", "1"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(receiver.received().is_empty());
+    assert!(names_in(state.path()).is_empty());
+}

@@ -1,0 +1,21 @@
+//! A program whose instrumented `main` starts telemetry itself, as most applications do, and
+//! then ends as its first argument says: `ok`, `fail` (a failing exit code) or `panic`.
+//! The endpoint comes from `PROBE_TELEMETRY_ENDPOINT`.
+
+use std::process::ExitCode;
+
+use telemetry_runtime::{FirstRun, Telemetry, instrument_command};
+
+#[instrument_command]
+fn main() -> ExitCode {
+    let how = std::env::args().nth(1).unwrap_or_default();
+    let _telemetry = Telemetry::builder("probe", "0.1.0")
+        .api_key("phc_probe")
+        .first_run(FirstRun::Silent)
+        .start();
+    match how.as_str() {
+        "fail" => ExitCode::FAILURE,
+        "panic" => panic!("gave up on /home/alice/notes.txt"),
+        _ => ExitCode::SUCCESS,
+    }
+}
