@@ -259,7 +259,11 @@ fn read_params(cx: &Ctxt, function: &mut ItemFn, options: &Options) -> Vec<Param
             }
             FnArg::Typed(typed) => {
                 let attrs = attr::Field::from_ast(cx, &typed.attrs, Target::Parameter);
-                let annotated = typed.attrs.iter().any(is_ours);
+                // `#[skip]` alone was reported as not needed; the parameter is not sent.
+                let annotated = typed
+                    .attrs
+                    .iter()
+                    .any(|attr| is_ours(attr) && !attr.path().is_ident("skip"));
                 typed.attrs.retain(|attr| !is_ours(attr));
                 let ident = match &*typed.pat {
                     Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
@@ -461,31 +465,37 @@ fn wrap(
         event::write_field(field, &quote!(&#ident), handle, krate)
     });
 
+    // How the outcome is read from the returned value: by its type, or, to send the message,
+    // through a bound whose error points at the return type.
+    let returned = quote!(__telemetry_returned);
     let (message, message_fields, outcome) = match options.message {
-        Some(max_len) => (
-            quote!(::core::option::Option::Some(#max_len)),
-            quote!(
-                #private::fields::error_message(#max_len),
-                #private::fields::ERROR_MESSAGE_TRUNCATED,
-            ),
-            quote! {
-                #[allow(unused_imports)]
-                use #private::MessageOutcome as _;
-            },
-        ),
+        Some(max_len) => {
+            let span = match &function.sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => function.sig.ident.span(),
+            };
+            (
+                quote!(::core::option::Option::Some(#max_len)),
+                quote!(
+                    #private::fields::error_message(#max_len),
+                    #private::fields::ERROR_MESSAGE_TRUNCATED,
+                ),
+                {
+                    let private = respan(private.clone(), span);
+                    let returned = respan(returned.clone(), span);
+                    quote_spanned!(span=> #private::outcome_with_message(&#returned))
+                },
+            )
+        }
         None => (
             quote!(::core::option::Option::None),
             TokenStream::new(),
-            quote! {
+            quote!({
                 #[allow(unused_imports)]
                 use #private::{AnyOutcome as _, ResultOutcome as _};
-            },
+                (&#private::Returned(&#returned)).__telemetry_outcome()
+            }),
         ),
-    };
-    let outcome_method = if options.message.is_some() {
-        quote!(__telemetry_outcome_with_message)
-    } else {
-        quote!(__telemetry_outcome)
     };
 
     let statics = quote! {
@@ -542,11 +552,10 @@ fn wrap(
     let inner = if sig.asyncness.is_some() {
         quote_spanned! {span=>
             #statics
-            #outcome
             let mut __telemetry = #private::Recorder::start_async(&__TELEMETRY_COMMAND, #arguments);
             let __telemetry_returned #annotation =
                 __telemetry.run(::core::pin::pin!(async move #body)).await;
-            __telemetry.finish((&#private::Returned(&__telemetry_returned)).#outcome_method());
+            __telemetry.finish(#outcome);
             __telemetry_returned
         }
     } else if matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_))) {
@@ -559,11 +568,10 @@ fn wrap(
     } else {
         quote_spanned! {span=>
             #statics
-            #outcome
             let __telemetry = #private::Recorder::start(&__TELEMETRY_COMMAND, #arguments);
             #[allow(clippy::redundant_closure_call)]
             let __telemetry_returned #annotation = (move || #arrow #body)();
-            __telemetry.finish((&#private::Returned(&__telemetry_returned)).#outcome_method());
+            __telemetry.finish(#outcome);
             __telemetry_returned
         }
     };
@@ -615,4 +623,15 @@ fn inferred_handle(field: &Field, param: &Param, private: &TokenStream) -> Optio
         Some(Disposition::Skip) => return None,
     };
     Some(quote_spanned! {span=> #private::inferred::#function(&#ident) })
+}
+
+/// `tokens` with every token at `span`, so that an error about them points there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }

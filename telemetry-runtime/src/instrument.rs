@@ -129,19 +129,19 @@ pub enum Outcome<'a> {
     },
 }
 
-/// A call's return value, looked at by [`ResultOutcome`], [`MessageOutcome`] or, for any other
-/// type, [`AnyOutcome`].
+/// A call's return value, looked at by [`ResultOutcome`] or, for any other type,
+/// [`AnyOutcome`].
 #[doc(hidden)]
 pub struct Returned<'a, T: ?Sized>(pub &'a T);
 
 /// The outcome of a `Result` (by its variant) or an `ExitCode` (failed unless `SUCCESS`).
 #[doc(hidden)]
 pub trait ResultOutcome {
-    fn __telemetry_outcome(&self) -> Outcome<'_>;
+    fn __telemetry_outcome(&self) -> Outcome<'static>;
 }
 
 impl<T, E> ResultOutcome for Returned<'_, Result<T, E>> {
-    fn __telemetry_outcome(&self) -> Outcome<'_> {
+    fn __telemetry_outcome(&self) -> Outcome<'static> {
         match self.0 {
             Ok(_) => Outcome::Ok,
             Err(_) => Outcome::Error {
@@ -153,7 +153,7 @@ impl<T, E> ResultOutcome for Returned<'_, Result<T, E>> {
 }
 
 impl ResultOutcome for Returned<'_, ExitCode> {
-    fn __telemetry_outcome(&self) -> Outcome<'_> {
+    fn __telemetry_outcome(&self) -> Outcome<'static> {
         if *self.0 == ExitCode::SUCCESS {
             Outcome::Ok
         } else {
@@ -168,29 +168,30 @@ impl ResultOutcome for Returned<'_, ExitCode> {
 /// Any other return value means the call succeeded.
 #[doc(hidden)]
 pub trait AnyOutcome {
-    fn __telemetry_outcome(&self) -> Outcome<'_>;
+    fn __telemetry_outcome(&self) -> Outcome<'static>;
 }
 
 impl<T: ?Sized> AnyOutcome for &Returned<'_, T> {
-    fn __telemetry_outcome(&self) -> Outcome<'_> {
+    fn __telemetry_outcome(&self) -> Outcome<'static> {
         Outcome::Ok
     }
 }
 
-/// The outcome of a `Result`, with the error's message (`#[instrument_command(message)]`).
+/// A return value whose error message `#[instrument_command(message)]` can send.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
-    message = "`message` sends the error of a `Result`, and this function does not return one whose error implements `Display`",
-    label = "`#[instrument_command(message)]` needs `Result<_, E>` with `E: Display`",
+    message = "`message` sends the error of a `Result`, and `{Self}` is not a `Result` whose error implements `Display`",
+    label = "`#[instrument_command(message)]` needs this to be `Result<_, E>` with `E: Display`",
     note = "remove `message`, or return a `Result` whose error type implements `Display`"
 )]
-pub trait MessageOutcome {
-    fn __telemetry_outcome_with_message(&self) -> Outcome<'_>;
+pub trait ErrorMessage {
+    #[doc(hidden)]
+    fn __outcome(&self) -> Outcome<'_>;
 }
 
-impl<T, E: Display> MessageOutcome for Returned<'_, Result<T, E>> {
-    fn __telemetry_outcome_with_message(&self) -> Outcome<'_> {
-        match self.0 {
+impl<T, E: Display> ErrorMessage for Result<T, E> {
+    fn __outcome(&self) -> Outcome<'_> {
+        match self {
             Ok(_) => Outcome::Ok,
             Err(error) => Outcome::Error {
                 type_name: Some(std::any::type_name::<E>()),
@@ -198,6 +199,12 @@ impl<T, E: Display> MessageOutcome for Returned<'_, Result<T, E>> {
             },
         }
     }
+}
+
+/// The outcome of a call whose error message is sent.
+#[doc(hidden)]
+pub fn outcome_with_message<R: ErrorMessage>(returned: &R) -> Outcome<'_> {
+    returned.__outcome()
 }
 
 /// How a call ended.

@@ -1,0 +1,10 @@
+use telemetry_runtime::instrument_command;
+
+#[instrument_command]
+const fn submit() -> u32 {
+    1
+}
+
+fn main() {
+    let _ = submit();
+}

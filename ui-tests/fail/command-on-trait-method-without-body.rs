@@ -1,0 +1,8 @@
+use telemetry_runtime::instrument_command;
+
+trait Command {
+    #[instrument_command]
+    fn run(&self);
+}
+
+fn main() {}

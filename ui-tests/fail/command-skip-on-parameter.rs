@@ -1,0 +1,10 @@
+use telemetry_runtime::instrument_command;
+
+#[instrument_command]
+fn submit(#[skip] token: &str) {
+    let _ = token;
+}
+
+fn main() {
+    submit("");
+}
