@@ -22,9 +22,10 @@ fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> (Output, Duration)
     probe_with(&[&events.to_string()], state, vars)
 }
 
-/// Runs the probe with `args`, as [`probe`] does.
-fn probe_with(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+/// `program` with `args` and only the given environment, its home and state directory in
+/// `state`.
+fn hermetic(program: &str, args: &[&str], state: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
@@ -33,6 +34,12 @@ fn probe_with(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> (Output, Du
     for (name, value) in vars {
         command.env(name, value);
     }
+    command
+}
+
+/// Runs the probe with `args`, as [`probe`] does.
+fn probe_with(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
+    let mut command = hermetic(env!("CARGO_BIN_EXE_telemetry-probe"), args, state, vars);
     let started = Instant::now();
     let output = command.output().expect("run the probe");
     let took = started.elapsed();
@@ -404,16 +411,14 @@ fn the_first_run_notice_is_printed_once_and_its_events_wait() {
 
 /// Runs the program whose instrumented `main` starts telemetry itself.
 fn command_probe(how: &str, state: &Path, vars: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-command-probe"));
-    command
-        .arg(how)
-        .env_clear()
-        .env("HOME", state)
-        .env("PROBE_TELEMETRY_DIR", state);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command.output().expect("run the command probe")
+    hermetic(
+        env!("CARGO_BIN_EXE_telemetry-command-probe"),
+        &[how],
+        state,
+        vars,
+    )
+    .output()
+    .expect("run the command probe")
 }
 
 #[test]

@@ -75,13 +75,7 @@ impl Container {
                     } else if meta.path.is_ident("nested") && derive == Derive::Event {
                         nested.set(cx, &meta.path, ());
                     } else if meta.path.is_ident("crate") {
-                        let value = meta.value()?;
-                        let path = if value.peek(LitStr) {
-                            value.parse::<LitStr>()?.parse::<Path>()?
-                        } else {
-                            value.parse::<Path>()?
-                        };
-                        krate.set(cx, &meta.path, path);
+                        krate.set(cx, &meta.path, crate_path(&meta)?);
                     } else {
                         let expected = match derive {
                             Derive::Event => "`name = \"...\"`, `nested` or `crate = path`",
@@ -367,7 +361,17 @@ fn parse_trusted_or_hash(attr: &Attribute) -> syn::Result<Disposition> {
     })
 }
 
-fn non_empty_name(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
+/// `crate = path` or `crate = "path"`: where the runtime is.
+pub(crate) fn crate_path(meta: &ParseNestedMeta) -> syn::Result<Path> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        value.parse::<LitStr>()?.parse::<Path>()
+    } else {
+        value.parse::<Path>()
+    }
+}
+
+pub(crate) fn non_empty_name(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
     let name: LitStr = meta.value()?.parse()?;
     if name.value().is_empty() {
         return Err(syn::Error::new_spanned(name, "a name cannot be empty"));

@@ -65,10 +65,7 @@ impl Options {
                 } else {
                     "event"
                 };
-                let value: LitStr = meta.value()?.parse()?;
-                if value.value().is_empty() {
-                    return Err(syn::Error::new_spanned(value, "a name cannot be empty"));
-                }
+                let value = attr::non_empty_name(&meta)?;
                 if key == "event" && value.value().starts_with('$') {
                     return Err(syn::Error::new_spanned(
                         value,
@@ -119,12 +116,7 @@ impl Options {
                     options.args = listed;
                 }
             } else if meta.path.is_ident("crate") {
-                let value = meta.value()?;
-                let path = if value.peek(LitStr) {
-                    value.parse::<LitStr>()?.parse::<Path>()?
-                } else {
-                    value.parse::<Path>()?
-                };
+                let path = attr::crate_path(&meta)?;
                 if once("crate", &meta.path) {
                     options.krate = Some(path);
                 }
