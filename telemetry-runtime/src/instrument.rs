@@ -390,6 +390,9 @@ impl Drop for Recorder {
     /// A call that did not finish unwound (`panic`), or was a future dropped before it was
     /// done (`cancelled`).
     fn drop(&mut self) {
+        if self.live.is_none() {
+            return;
+        }
         let ending = if std::thread::panicking() {
             Ending::Panic
         } else {
@@ -442,7 +445,7 @@ impl<F: Future> Future for Run<'_, F> {
         struct Polling<'r>(&'r mut Recorder);
         impl Drop for Polling<'_> {
             fn drop(&mut self) {
-                if std::thread::panicking() {
+                if self.0.live.is_some() && std::thread::panicking() {
                     self.0.record(Ending::Panic, None, None);
                 }
                 self.0.exit();
