@@ -245,7 +245,7 @@ fn a_panic_is_sent_as_such_and_keeps_unwinding() {
 }
 
 #[instrument_command(name = "slow")]
-fn slow(millis: u64) -> u64 {
+fn slow(millis: u64, #[plain] _unused: bool) -> u64 {
     // The work being measured, not a way to wait for something.
     thread::sleep(Duration::from_millis(millis));
     millis
@@ -255,7 +255,7 @@ fn slow(millis: u64) -> u64 {
 fn durations_are_measured_from_start_to_end() {
     fixture();
     let started = Instant::now();
-    slow(60);
+    slow(60, false);
     let outer = u64::try_from(started.elapsed().as_millis()).unwrap();
     let event = the_event("slow");
     let duration = event["properties"]["duration_ms"].as_u64().unwrap();

@@ -449,6 +449,24 @@ fn an_instrumented_main_that_starts_telemetry_itself_sends_its_own_event() {
 }
 
 #[test]
+fn dropping_the_guard_inside_an_instrumented_main_still_delivers_what_was_captured() {
+    let receiver = Receiver::healthy();
+    let state = tempfile::tempdir().unwrap();
+    let output = command_probe(
+        "exit",
+        state.path(),
+        &[("PROBE_TELEMETRY_ENDPOINT", &receiver.origin)],
+    );
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    // `process::exit` skipped the end of `main`, so its own event is not sent; what was
+    // captured before the guard was dropped is.
+    let events = support::events(&receiver.received());
+    let names: Vec<&Value> = events.iter().map(|event| &event["event"]).collect();
+    assert!(names.contains(&&Value::from("worked")), "{names:?}");
+    assert!(!names.contains(&&Value::from("command")), "{names:?}");
+}
+
+#[test]
 fn an_instrumented_main_with_telemetry_off_sends_and_writes_nothing() {
     let receiver = Receiver::healthy();
     let state = tempfile::tempdir().unwrap();

@@ -294,7 +294,9 @@ fn read_params(cx: &Ctxt, function: &mut ItemFn, options: &Options) -> Vec<Param
                 AnonymousLifetimes.visit_type_mut(&mut named);
                 let tokens = ty.to_token_stream();
                 let has_impl = contains_ident(tokens.clone(), &["impl"]);
-                let closed = !has_impl && !event::mentions(tokens, &generics);
+                let closed = !has_impl
+                    && !event::mentions(tokens.clone(), &generics)
+                    && !mentions_generic_looking(tokens);
                 params.push(Param {
                     ident,
                     ty,
@@ -323,6 +325,22 @@ fn is_ours(attr: &syn::Attribute) -> bool {
         || attr::DISPOSITIONS
             .iter()
             .any(|name| attr.path().is_ident(name))
+}
+
+/// Whether `tokens` name what is most likely the type parameter of an enclosing `impl` or
+/// trait, which the macro cannot see: one capital letter, maybe followed by digits (`T`, `E2`).
+/// A `static` cannot name those, so such a type is described by its disposition alone.
+fn mentions_generic_looking(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => {
+            let name = ident.to_string();
+            let mut chars = name.chars();
+            chars.next().is_some_and(|c| c.is_ascii_uppercase())
+                && chars.all(|c| c.is_ascii_digit())
+        }
+        TokenTree::Group(group) => mentions_generic_looking(group.stream()),
+        _ => false,
+    })
 }
 
 fn contains_ident(tokens: TokenStream, names: &[&str]) -> bool {
@@ -448,7 +466,9 @@ fn wrap(
         event::field_schema(field, krate, shape)
     });
     let writes = fields.iter().map(|(field, param)| {
-        let ident = &param.ident;
+        // Read through a call-site ident: the same binding, but the read is the macro's.
+        let mut ident = param.ident.clone();
+        ident.set_span(Span::call_site());
         let handle = if param.has_impl {
             inferred_handle(field, param, &private)
         } else {
@@ -541,31 +561,51 @@ fn wrap(
         quote!(#block)
     };
     let span = Span::call_site();
-    let inner = if sig.asyncness.is_some() {
-        quote_spanned! {span=>
-            #statics
-            let mut __telemetry = #private::Recorder::start_async(&__TELEMETRY_COMMAND, #arguments);
+    let start = quote_spanned! {span=>
+        #statics
+        let mut __telemetry = #private::Recorder::start_async(&__TELEMETRY_COMMAND, #arguments);
+    };
+    let never = matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)));
+    let inner = match (sig.asyncness.is_some(), &sig.output) {
+        (true, _) if never => {
+            let error = syn::Error::new_spanned(
+                &sig.output,
+                "an `async fn` that never returns has no outcome to record; instrument the function that awaits it",
+            )
+            .to_compile_error();
+            quote!(#error #body)
+        }
+        (true, ReturnType::Default) => quote_spanned! {span=>
+            #start
+            __telemetry.run(::core::pin::pin!(async move #body)).await;
+            __telemetry.finish(#private::Outcome::Ok);
+        },
+        (true, ReturnType::Type(..)) => quote_spanned! {span=>
+            #start
             let __telemetry_returned #annotation =
                 __telemetry.run(::core::pin::pin!(async move #body)).await;
             __telemetry.finish(#outcome);
             __telemetry_returned
-        }
-    } else if matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_))) {
-        quote_spanned! {span=>
+        },
+        // The body runs in a closure called once, so that `return` and `?` come back here.
+        (false, _) if never => quote_spanned! {span=>
             #statics
             let __telemetry = #private::Recorder::start(&__TELEMETRY_COMMAND, #arguments);
-            #[allow(clippy::redundant_closure_call)]
-            (move || #arrow #body)()
-        }
-    } else {
-        quote_spanned! {span=>
+            #private::call_once(move || #arrow #body)
+        },
+        (false, ReturnType::Default) => quote_spanned! {span=>
             #statics
             let __telemetry = #private::Recorder::start(&__TELEMETRY_COMMAND, #arguments);
-            #[allow(clippy::redundant_closure_call)]
-            let __telemetry_returned #annotation = (move || #arrow #body)();
+            #private::call_once(move || #body);
+            __telemetry.finish(#private::Outcome::Ok);
+        },
+        (false, ReturnType::Type(..)) => quote_spanned! {span=>
+            #statics
+            let __telemetry = #private::Recorder::start(&__TELEMETRY_COMMAND, #arguments);
+            let __telemetry_returned #annotation = #private::call_once(move || #arrow #body);
             __telemetry.finish(#outcome);
             __telemetry_returned
-        }
+        },
     };
     let defaultness = &modifiers.defaultness;
     quote! {

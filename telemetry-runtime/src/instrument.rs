@@ -42,8 +42,8 @@ struct Entry {
     frame: Frame,
     /// The call began before any telemetry was started.
     before_start: bool,
-    /// A shutdown left to this call by a guard dropped inside it.
-    deferred: Option<Arc<Shared>>,
+    /// A shutdown left to this call by a guard dropped inside it, and when it must end.
+    deferred: Option<(Arc<Shared>, Instant)>,
 }
 
 thread_local! {
@@ -61,22 +61,30 @@ pub(crate) fn current() -> Option<Frame> {
 }
 
 /// Called by a guard about to shut `shared` down: if this thread is inside an instrumented
-/// call that began before telemetry was started, the outermost such call takes the shutdown
-/// over, to run once it has recorded its own event. Returns whether it did.
-pub(crate) fn defer_shutdown(shared: &Arc<Shared>) -> bool {
+/// call that began before telemetry was started, delivers what is pending now (so that even a
+/// `process::exit` after the guard loses nothing), and leaves the shutdown to the outermost such
+/// call, to run once it has recorded its own event, by the same deadline. Returns whether it
+/// did.
+pub(crate) fn defer_shutdown(shared: &Arc<Shared>, until: Instant) -> bool {
     let is_global =
         matches!(global_state(), Global::Active(global) if std::ptr::eq(global, &**shared));
-    is_global
+    let deferred = is_global
         && STACK
             .try_with(|stack| {
                 let mut stack = stack.try_borrow_mut().ok()?;
                 let entry = stack.iter_mut().find(|entry| entry.before_start)?;
-                entry.deferred.get_or_insert_with(|| Arc::clone(shared));
+                entry
+                    .deferred
+                    .get_or_insert_with(|| (Arc::clone(shared), until));
                 Some(())
             })
             .ok()
             .flatten()
-            .is_some()
+            .is_some();
+    if deferred {
+        shared.flush(until);
+    }
+    deferred
 }
 
 fn push(entry: Entry) -> Option<usize> {
@@ -91,7 +99,7 @@ fn push(entry: Entry) -> Option<usize> {
 }
 
 /// Removes the entry at `depth` (and any left above it), returning the shutdown it was given.
-fn pop(depth: usize) -> Option<Arc<Shared>> {
+fn pop(depth: usize) -> Option<(Arc<Shared>, Instant)> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
@@ -115,6 +123,14 @@ pub struct CommandSpec {
     pub message: Option<usize>,
     /// The event: its name and properties.
     pub schema: &'static EventSchema,
+}
+
+/// Runs a synchronous body. The closure is known to be called once, so it may return what
+/// it borrowed from what it captured (`&mut self.field`).
+#[doc(hidden)]
+#[inline(always)]
+pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
+    body()
 }
 
 /// How a call's return value says it went.
@@ -241,8 +257,8 @@ struct Live {
     before_start: bool,
     /// Where this call's entry is on the thread's stack, while it is there.
     depth: Option<usize>,
-    /// The shutdown to run once the event is recorded.
-    deferred: Option<Arc<Shared>>,
+    /// The shutdown to run once the event is recorded, and when it must end.
+    deferred: Option<(Arc<Shared>, Instant)>,
     recorded: bool,
 }
 
@@ -333,8 +349,8 @@ impl Recorder {
     /// Leaves the stack and runs the shutdown a guard left to this call.
     fn end(&mut self) {
         self.exit();
-        if let Some(shared) = self.live.as_mut().and_then(|live| live.deferred.take()) {
-            crate::telemetry::shutdown_on_drop(&shared);
+        if let Some((shared, until)) = self.live.as_mut().and_then(|live| live.deferred.take()) {
+            shared.shutdown(until);
         }
     }
 

@@ -151,16 +151,22 @@ pub use telemetry_derive::TelemetryValue;
 /// `crate = path` names the runtime when it was renamed.
 ///
 /// The function's signature, return value and panics are unchanged: a panic is recorded and
-/// goes on unwinding. Arguments are encoded when the call begins (so the body may consume
-/// them), under the key of the telemetry started first in the process (see [`capture`]); a
-/// call that begins before telemetry is started sends no arguments. When telemetry is off, a
-/// call costs one atomic load.
+/// goes on unwinding. The outcome is read from the declared return type: a `Result` (or an
+/// alias of one) or an `ExitCode`; any other type, a generic `R` included, counts as `ok`.
+/// Arguments are encoded when the call begins (so the body may consume them), under the key of
+/// the telemetry started first in the process (see [`capture`]); a call that begins before
+/// telemetry is started sends no arguments. When telemetry is off, a call costs one atomic
+/// load.
 ///
-/// On `main`, telemetry is usually started inside the function; dropping its guard there
-/// leaves the shutdown to the end of the call, so the `main` event is still sent.
+/// On `main`, telemetry is usually started inside the function. A guard dropped there delivers
+/// what is pending at once, within the flush deadline, and leaves the final shutdown to the end
+/// of the call, by the same deadline, so the `main` event is sent too (unless the process
+/// exits first).
 ///
-/// Limits: the schema registry describes an argument whose type mentions the function's
-/// generic parameters, `Self` or `impl Trait` only by its disposition. In an `impl` block
-/// generic over `T`, an argument whose type mentions `T` does not compile (the registry cannot
-/// name it); send a concrete type instead.
+/// Limits: the body runs in a closure (sync) or an `async` block, so `#[track_caller]` on an
+/// instrumented function no longer reaches into its body. The schema registry describes an
+/// argument whose type mentions a generic parameter, `Self` or `impl Trait` by its disposition
+/// alone; generic parameters of an enclosing `impl` are recognised by their usual names (one
+/// capital letter, maybe with digits): in an `impl` generic over a longer name, an argument
+/// whose type mentions it does not compile.
 pub use telemetry_derive::instrument_command;

@@ -23,6 +23,6 @@ pub static STUB_SCHEMA: EventSchema = EventSchema {
 };
 
 pub use crate::instrument::{
-    AnyOutcome, CommandSpec, ErrorMessage, Outcome, Recorder, ResultOutcome, Returned, Run, fields,
-    outcome_with_message,
+    AnyOutcome, CommandSpec, ErrorMessage, Outcome, Recorder, ResultOutcome, Returned, Run,
+    call_once, fields, outcome_with_message,
 };

@@ -312,17 +312,13 @@ impl Deref for TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(shared) = &self.telemetry.shared
-            && !crate::instrument::defer_shutdown(shared)
-        {
-            shutdown_on_drop(shared);
+        if let Some(shared) = &self.telemetry.shared {
+            let until = after(shared.settings.limits.flush_deadline);
+            if !crate::instrument::defer_shutdown(shared, until) {
+                shared.shutdown(until);
+            }
         }
     }
-}
-
-/// What dropping a guard does: shut down within the flush deadline.
-pub(crate) fn shutdown_on_drop(shared: &Shared) {
-    shared.shutdown(after(shared.settings.limits.flush_deadline));
 }
 
 impl fmt::Debug for TelemetryGuard {
