@@ -493,8 +493,8 @@ fn wrap(
                     #private::fields::ERROR_MESSAGE_TRUNCATED,
                 ),
                 {
-                    let private = respan(private.clone(), span);
-                    let returned = respan(returned.clone(), span);
+                    let private = event::respan(private.clone(), span);
+                    let returned = event::respan(returned.clone(), span);
                     quote_spanned!(span=> #private::outcome_with_message(&#returned))
                 },
             )
@@ -535,6 +535,53 @@ fn wrap(
             #private::Registration(&__TELEMETRY_SCHEMA)
         }
     };
+    // Names that would replace another property: the library's own, checked at compile time,
+    // and, for flattened arguments the schema can name, theirs against all others.
+    let mut taken: Vec<String> = RESERVED.iter().map(|name| (*name).to_owned()).collect();
+    let mut checks = TokenStream::new();
+    for (field, param) in &fields {
+        match field.disposition() {
+            Some(Disposition::Flatten) => {}
+            Some(Disposition::Scrub { .. }) => {
+                checks.extend(event::common_check(
+                    &field.name,
+                    field.name_tokens(),
+                    &private,
+                ));
+                taken.push(field.name.clone());
+                taken.push(truncated_name(&field.name));
+                let _ = param;
+            }
+            _ => {
+                checks.extend(event::common_check(
+                    &field.name,
+                    field.name_tokens(),
+                    &private,
+                ));
+                taken.push(field.name.clone());
+            }
+        }
+    }
+    let mut flattened: Vec<TokenStream> = Vec::new();
+    for (field, param) in &fields {
+        if !matches!(field.disposition(), Some(Disposition::Flatten)) || !param.closed {
+            continue;
+        }
+        let Some(handle) = event::handle(field, krate) else {
+            continue;
+        };
+        let span = param.ty.span();
+        let message = format!(
+            "a property of `{}` is already sent by this command's event (its own properties, another argument, or the library's); rename it there",
+            field.rust_type
+        );
+        let checker = event::respan(private.clone(), span);
+        checks.extend(quote_spanned! {span=>
+            const _: () = #checker::check_flattened(#handle.schema, &[#(#taken),*], &[#(#flattened),*], #message);
+        });
+        flattened.push(quote!(#handle.schema));
+    }
+    let statics = quote!(#statics #checks);
     let arguments = quote! {
         |__properties: &mut #private::ObjectWriter<'_>, __key: &#krate::HashKey| {
             #(#writes)*
@@ -655,15 +702,4 @@ fn inferred_handle(field: &Field, param: &Param, private: &TokenStream) -> Optio
         Some(Disposition::Skip) => return None,
     };
     Some(quote_spanned! {span=> #private::inferred::#function(&#ident) })
-}
-
-/// `tokens` with every token at `span`, so that an error about them points there.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut token| {
-            token.set_span(span);
-            token
-        })
-        .collect()
 }

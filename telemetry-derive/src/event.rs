@@ -74,7 +74,24 @@ fn expand(
         }
     });
 
+    // A top-level property named like one the library sends with every event would be
+    // replaced by it: checked at compile time against the library's own list.
+    let common_checks = (!nested).then(|| {
+        fields
+            .iter()
+            .filter(|field| {
+                !matches!(
+                    field.disposition(),
+                    Some(Disposition::Skip | Disposition::Flatten)
+                )
+            })
+            .map(|field| common_check(&field.name, field.name_tokens(), &private))
+            .collect::<TokenStream>()
+    });
+
     quote! {
+        #common_checks
+
         #[automatically_derived]
         impl #impl_generics #krate::TelemetryEvent for #ident #ty_generics #where_clause {
             const SCHEMA: &'static #krate::schema::EventSchema = &#krate::schema::EventSchema {
@@ -108,6 +125,33 @@ fn expand(
 
         #registration
     }
+}
+
+/// A compile-time check that the property `name` is not one the library sends with every
+/// event; its error points at `at`.
+pub(crate) fn common_check(name: &str, at: TokenStream, private: &TokenStream) -> TokenStream {
+    let span = at
+        .into_iter()
+        .next()
+        .map_or_else(proc_macro2::Span::call_site, |token| token.span());
+    let message = format!(
+        "`{name}` is sent with every event by the library; rename this property with `#[telemetry(rename = \"...\")]`"
+    );
+    let private = respan(private.clone(), span);
+    quote::quote_spanned! {span=>
+        const _: () = #private::check_property(#name, #message);
+    }
+}
+
+/// `tokens` with every token at `span`, so that an error about them points there.
+pub(crate) fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 /// The runtime `const fn` that checks the field's type under its disposition and returns its

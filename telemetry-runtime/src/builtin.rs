@@ -82,3 +82,99 @@ pub(crate) struct EveryEvent {
 pub(crate) fn every_event() -> &'static crate::schema::EventSchema {
     <EveryEvent as TelemetryEvent>::SCHEMA
 }
+
+/// Whether `name` is a property the library sends with every event (`$`-names aside).
+const fn is_common(name: &str) -> bool {
+    let fields = <EveryEvent as TelemetryEvent>::SCHEMA.fields;
+    let mut at = 0;
+    while at < fields.len() {
+        if same(fields[at].name, name) {
+            return true;
+        }
+        at += 1;
+    }
+    false
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < a.len() {
+        if a[at] != b[at] {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
+/// Fails compilation with `message` when an event's property `name` is one the library sends
+/// with every event, which would silently replace it.
+#[doc(hidden)]
+pub const fn check_property(name: &str, message: &str) {
+    if is_common(name) {
+        panic!("{}", message);
+    }
+}
+
+/// Fails compilation with `message` when a flattened event sends a property that is already
+/// taken: by the event it is flattened into (`taken`), by another flattened event (`others`),
+/// or by the library itself.
+#[doc(hidden)]
+pub const fn check_flattened(
+    schema: &crate::schema::EventSchema,
+    taken: &[&str],
+    others: &[&crate::schema::EventSchema],
+    message: &str,
+) {
+    let fields = schema.fields;
+    let mut at = 0;
+    while at < fields.len() {
+        let field = &fields[at];
+        if let (crate::schema::Disposition::Flatten, crate::schema::Shape::Object(inner)) =
+            (field.disposition, field.shape)
+        {
+            check_flattened(inner, taken, others, message);
+        } else {
+            let name = field.name;
+            let mut clash = is_common(name);
+            let mut t = 0;
+            while t < taken.len() {
+                clash |= same(taken[t], name);
+                t += 1;
+            }
+            let mut o = 0;
+            while o < others.len() {
+                clash |= sends(others[o], name);
+                o += 1;
+            }
+            if clash {
+                panic!("{}", message);
+            }
+        }
+        at += 1;
+    }
+}
+
+/// Whether `schema` sends a property `name` at its top level (through flattening too).
+const fn sends(schema: &crate::schema::EventSchema, name: &str) -> bool {
+    let fields = schema.fields;
+    let mut at = 0;
+    while at < fields.len() {
+        let field = &fields[at];
+        let found = match (field.disposition, field.shape) {
+            (crate::schema::Disposition::Flatten, crate::schema::Shape::Object(inner)) => {
+                sends(inner, name)
+            }
+            _ => same(field.name, name),
+        };
+        if found {
+            return true;
+        }
+        at += 1;
+    }
+    false
+}

@@ -22,6 +22,7 @@ pub static STUB_SCHEMA: EventSchema = EventSchema {
     fields: &[],
 };
 
+pub use crate::builtin::{check_flattened, check_property};
 pub use crate::instrument::{
     AnyOutcome, CommandSpec, ErrorMessage, Outcome, Recorder, ResultOutcome, Returned, Run,
     call_once, fields, outcome_with_message,
