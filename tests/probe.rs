@@ -4,7 +4,9 @@
 //!
 //! `telemetry-probe N` captures N events; `telemetry-probe telemetry <command>` runs the
 //! telemetry subcommand instead. `PROBE_FIRST_RUN` (`hold`, `notify`, `silent`; default
-//! `silent`) sets what the first run does, and `PROBE_OPT_OUT_FILE` names an opt-out file.
+//! `silent`) sets what the first run does, `PROBE_OPT_OUT_FILE` names an opt-out file, and
+//! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
+//! those of the events captured).
 
 use std::process::ExitCode;
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         .api_key("phc_probe")
         .endpoint(compiled_in.as_deref())
         .first_run(first_run)
+        .lifecycle_events(std::env::var_os("PROBE_LIFECYCLE").is_some_and(|v| v == "1"))
         .opt_out_var("PROBE_DISABLE_TELEMETRY", Polarity::AnyValueDisables);
     if let Ok(path) = std::env::var("PROBE_OPT_OUT_FILE") {
         builder = builder.opt_out_file(path);

@@ -1,6 +1,8 @@
-//! What the library itself sends: its report of dropped events, and the properties added to
-//! every event. Both are described with the derive, so `telemetry schema` lists them beside the
-//! application's events.
+//! What the library itself sends: the application's start and stop, its report of dropped
+//! events, and the properties added to every event. All are described with the derive, so
+//! `telemetry schema` lists them beside the application's events.
+
+use std::time::Duration;
 
 use crate::json::JsonBuf;
 use crate::schema::Shape;
@@ -16,6 +18,29 @@ impl TelemetryValue for Text {
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.string(self.0);
     }
+}
+
+/// Telemetry started and is not off. Sent once per process, as its first event, unless the
+/// application turned lifecycle events off.
+#[derive(TelemetryEvent)]
+#[telemetry(crate = crate)]
+pub(crate) struct AppStarted {
+    /// Whether this run created the installation id: the first run with telemetry on in this
+    /// state directory, or the first after `telemetry reset` or after the saved id was found
+    /// corrupt. False when the identity is temporary (the state directory cannot be used).
+    pub first_run: bool,
+}
+
+/// The application stopped cleanly: it called `Telemetry::shutdown`, or dropped the telemetry
+/// guard other than while panicking. Sent at most once per process, unless the application
+/// turned lifecycle events off. A process that panics, is killed or calls
+/// `std::process::exit` without shutting down sends none.
+#[derive(TelemetryEvent)]
+#[telemetry(crate = crate)]
+pub(crate) struct AppStopped {
+    /// How long telemetry ran in this process, from its start to the stop.
+    #[telemetry(rename = "uptime_ms")]
+    pub uptime: Duration,
 }
 
 /// Events the library dropped before they reached its background thread (the queue was full,

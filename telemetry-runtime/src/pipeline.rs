@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::TelemetryEvent;
+use crate::builtin::AppStopped;
 use crate::config::{Endpoint, Limits};
 use crate::consent::{Decision, Mode};
 use crate::json::JsonBuf;
@@ -161,6 +162,10 @@ pub(crate) struct Shared {
     pub control_rx: Receiver<Control>,
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// When the pipeline was made: the start of the uptime in `app_stopped`.
+    pub started: Instant,
+    /// Set by the first clean shutdown, which captures `app_stopped`.
+    stop_recorded: AtomicBool,
     shut_down: AtomicBool,
     finished: Mutex<bool>,
     finished_signal: Condvar,
@@ -193,6 +198,8 @@ pub(crate) struct Settings {
     /// A first run that keeps its events for the next run instead of sending them.
     pub hold: bool,
     pub debug: bool,
+    /// Whether `app_started` and `app_stopped` are sent.
+    pub lifecycle: bool,
 }
 
 /// A capture inside the gate; leaving is done on drop, so a panic cannot leave it counted.
@@ -253,6 +260,8 @@ impl Shared {
             control_rx,
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
+            started: Instant::now(),
+            stop_recorded: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_signal: Condvar::new(),
@@ -528,7 +537,20 @@ impl Shared {
     /// Stops the pipeline: no more events are accepted, what is pending is delivered until
     /// `until`, and what is not confirmed by then is spooled. A caller that finds another
     /// shutdown in progress waits for it until its own `until`, then spools what is left.
-    pub(crate) fn shutdown(&self, until: Instant) {
+    ///
+    /// The first `clean` stop of a pipeline still open captures `app_stopped` before closing
+    /// it, so that the event is delivered or spooled like any other. A stop while unwinding
+    /// from a panic is not clean.
+    pub(crate) fn shutdown(&self, until: Instant, clean: bool) {
+        if clean
+            && self.settings.lifecycle
+            && self.is_open()
+            && !self.stop_recorded.swap(true, Ordering::AcqRel)
+        {
+            self.capture(&AppStopped {
+                uptime: self.started.elapsed(),
+            });
+        }
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
         if self.shut_down.swap(true, Ordering::AcqRel) {
             let mut finished = lock(&self.finished);

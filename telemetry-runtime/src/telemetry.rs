@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::TelemetryEvent;
+use crate::builtin::AppStarted;
 use crate::config::{
     Endpoint, Env, Limits, MAX_DURATION, MAX_EVENT_BYTES, default_prefix, default_state_dir,
     proxy_for,
@@ -59,7 +60,9 @@ struct Decided {
 }
 
 /// Keeps telemetry running; dropping it shuts telemetry down within the flush deadline
-/// ([`Builder::flush_deadline`]), spooling whatever was not delivered by then.
+/// ([`Builder::flush_deadline`]), spooling whatever was not delivered by then. Dropping it
+/// other than while unwinding from a panic is a clean stop, which sends `app_stopped` (see
+/// [`Builder::lifecycle_events`]).
 ///
 /// Bind it to a named variable in `main` (`let _telemetry = ...`): `let _ = ...` would drop it,
 /// and shut telemetry down, at once. `std::process::exit` skips destructors; call
@@ -149,6 +152,7 @@ impl Telemetry {
             notice: None,
             command: None,
             distinct_id: Vec::new(),
+            lifecycle: true,
         }
     }
 
@@ -180,9 +184,11 @@ impl Telemetry {
 
     /// Stops accepting events, delivers what is pending for at most `deadline`, spools the
     /// rest and returns the final accounting. Later calls, and dropping the guard, do nothing.
+    /// This is a clean stop: unless [`Builder::lifecycle_events`] turned them off, the first
+    /// stop captures `app_stopped`, even when called while unwinding from a panic.
     pub fn shutdown(&self, deadline: Duration) -> Stats {
         if let Some(shared) = &self.shared {
-            shared.shutdown(after(deadline));
+            shared.shutdown(after(deadline), true);
         }
         self.stats()
     }
@@ -313,7 +319,9 @@ impl Deref for TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(shared) = &self.telemetry.shared {
-            shared.shutdown(after(shared.settings.limits.flush_deadline));
+            // Dropped by a panic's unwinding, the process is failing: no `app_stopped`.
+            let clean = !std::thread::panicking();
+            shared.shutdown(after(shared.settings.limits.flush_deadline), clean);
         }
     }
 }
@@ -345,6 +353,7 @@ pub struct Builder {
     notice: Option<String>,
     command: Option<String>,
     distinct_id: Vec<DistinctId>,
+    lifecycle: bool,
 }
 
 /// What the first run with telemetry on does. It applies when telemetry is on by default;
@@ -477,6 +486,15 @@ impl Builder {
     /// and the instance.
     pub fn distinct_id(mut self, order: impl IntoIterator<Item = DistinctId>) -> Self {
         self.distinct_id = order.into_iter().collect();
+        self
+    }
+
+    /// Send `app_started` when telemetry starts (unless it is off), and `app_stopped` when it
+    /// stops cleanly: at [`Telemetry::shutdown`], or when the guard is dropped other than while
+    /// unwinding from a panic. Each is sent at most once per process; `telemetry schema` shows
+    /// what they carry. Default: `true`.
+    pub fn lifecycle_events(mut self, on: bool) -> Self {
+        self.lifecycle = on;
         self
     }
 
@@ -613,8 +631,9 @@ impl Builder {
 
     /// Decides the mode and starts telemetry. Nothing is written, started or opened when the
     /// mode is off. Otherwise the state directory and identity are created if missing; the
-    /// background thread starts with the first event, or now if the spool holds events from
-    /// an earlier process. The first telemetry started in a process that is not off also serves
+    /// background thread starts with the first event (`app_started`, unless
+    /// [`lifecycle_events`](Builder::lifecycle_events) turned it off), or now if the spool
+    /// holds events from an earlier process. The first telemetry started in a process that is not off also serves
     /// the global [`capture`](crate::capture), for the rest of the process.
     pub fn start(self) -> TelemetryGuard {
         let telemetry = self.start_handle();
@@ -870,7 +889,13 @@ impl Builder {
             ci: decided.ci,
             hold,
             debug,
+            lifecycle: self.lifecycle,
         });
+        if shared.settings.lifecycle {
+            shared.capture(&AppStarted {
+                first_run: shared.settings.identity.created,
+            });
+        }
         if !hold && shared.spool.as_ref().is_some_and(|spool| spool.has_files()) {
             shared.ensure_worker();
         }

@@ -558,13 +558,14 @@ mod tests {
             ci: None,
             hold: false,
             debug: false,
+            lifecycle: false,
         });
         contain_panic(&shared, || panic!("a bug in the background thread"));
         assert!(!shared.is_open());
         shared.capture(&Ticked { n: 1 });
         assert_eq!(shared.counters.ignored.load(Ordering::Relaxed), 1);
         assert_eq!(shared.counters.captured.load(Ordering::Relaxed), 0);
-        shared.shutdown(crate::pipeline::after(Duration::from_secs(1)));
+        shared.shutdown(crate::pipeline::after(Duration::from_secs(1)), true);
         assert!(!dir.path().join(crate::state::LOG_FILE).exists());
     }
 
