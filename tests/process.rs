@@ -401,3 +401,36 @@ fn the_first_run_notice_is_printed_once_and_its_events_wait() {
         (Some(2), Some(3))
     );
 }
+
+#[test]
+fn lifecycle_events_start_nothing_when_off_and_frame_a_local_run() {
+    let state = tempfile::tempdir().unwrap();
+    for vars in [
+        &[("DO_NOT_TRACK", "1"), ("PROBE_LIFECYCLE", "1")][..],
+        &[("PROBE_TELEMETRY", "off"), ("PROBE_LIFECYCLE", "1")],
+        &[("CI", "true"), ("PROBE_LIFECYCLE", "1")],
+    ] {
+        let (output, _) = probe(2, state.path(), vars);
+        let stats = stats(&output);
+        assert_eq!(stats["mode"], "off", "{vars:?}");
+        assert_eq!(stats["captured"], 0, "{vars:?}");
+        assert_eq!(stats["threads_after"], stats["threads_before"], "{vars:?}");
+        assert!(names_in(state.path()).is_empty(), "{vars:?}");
+    }
+    let (output, _) = probe(2, state.path(), &[("PROBE_LIFECYCLE", "1")]);
+    let running = stats(&output);
+    assert_eq!(running["mode"], "local");
+    assert_eq!(
+        (running["captured"].as_u64(), running["delivered"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let log = std::fs::read_to_string(state.path().join("events.jsonl")).unwrap();
+    let names: Vec<String> = log
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            event["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["app_started", "worked", "worked", "app_stopped"]);
+}
