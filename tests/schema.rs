@@ -141,11 +141,12 @@ fn the_schema_describes_every_sent_field_in_order() {
 fn the_registry_lists_this_binarys_events_and_only_those() {
     let names: Vec<&str> = schema::events().iter().map(|event| event.name).collect();
     // Sorted by name; nested-only types and type-generic events are not listed on their own.
-    // The library's own events (its start and stop, and its report of dropped events) are
-    // among the events a binary can send.
+    // The library's own events (its start, stop and panics, and its report of dropped
+    // events) are among the events a binary can send.
     assert_eq!(
         names,
         [
+            "app_fatal",
             "app_started",
             "app_stopped",
             "cache_cleared",

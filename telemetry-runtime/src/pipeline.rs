@@ -166,6 +166,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Set by the first clean shutdown, which captures `app_stopped`.
     stop_recorded: AtomicBool,
+    /// What the panic hook counted and when its last flush ends.
+    pub panics: crate::crash::Panics,
     shut_down: AtomicBool,
     finished: Mutex<bool>,
     finished_signal: Condvar,
@@ -262,6 +264,7 @@ impl Shared {
             worker: Mutex::new(None),
             started: Instant::now(),
             stop_recorded: AtomicBool::new(false),
+            panics: crate::crash::Panics::default(),
             shut_down: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_signal: Condvar::new(),
@@ -313,15 +316,18 @@ impl Shared {
     pub(crate) fn disable(&self, reason: &str) {
         // Closed before logging, so a logger that captures telemetry cannot re-enter.
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
-        log::error!(
-            "{} telemetry is disabled for this process: {reason}",
-            self.settings.app
-        );
+        if crate::crash::may_log() {
+            log::error!(
+                "{} telemetry is disabled for this process: {reason}",
+                self.settings.app
+            );
+        }
     }
 
     /// Encodes `event` on the caller's thread and queues it without blocking. Never panics:
     /// not even a panicking logger gets through.
     pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+        let _inside = crate::crash::Inside::enter();
         let _ = catch_unwind(AssertUnwindSafe(|| self.try_capture(event)));
     }
 
@@ -380,7 +386,9 @@ impl Shared {
                 }
             }
         };
-        if let Some(reason) = dropped {
+        if let Some(reason) = dropped
+            && crate::crash::may_log()
+        {
             log::warn!("dropped a `{name}` event: {reason}");
         }
     }
@@ -393,6 +401,7 @@ impl Shared {
     }
 
     fn start_worker(&self) {
+        let _inside = crate::crash::Inside::enter();
         let mut slot = lock(&self.worker);
         if self.worker_started.load(Ordering::Acquire) || self.shut_down.load(Ordering::Acquire) {
             return;
@@ -468,7 +477,9 @@ impl Shared {
         let lines = outbox.take_front(usize::MAX);
         let problem = self.store(lines);
         drop(outbox);
-        if let Some(problem) = problem {
+        if let Some(problem) = problem
+            && crate::crash::may_log()
+        {
             log::warn!("{problem}");
         }
     }
@@ -542,6 +553,7 @@ impl Shared {
     /// it, so that the event is delivered or spooled like any other. A stop while unwinding
     /// from a panic is not clean.
     pub(crate) fn shutdown(&self, until: Instant, clean: bool) {
+        let _inside = crate::crash::Inside::enter();
         if clean
             && self.settings.lifecycle
             && self.is_open()
@@ -549,6 +561,7 @@ impl Shared {
         {
             self.capture(&AppStopped {
                 uptime: self.started.elapsed(),
+                panics: self.panics.seen(),
             });
         }
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
@@ -597,6 +610,7 @@ impl Shared {
 
     /// Asks the background thread to deliver everything pending, waiting at most until `until`.
     pub(crate) fn flush(&self, until: Instant) -> bool {
+        let _inside = crate::crash::Inside::enter();
         if self.shut_down.load(Ordering::Acquire) {
             // Everything was delivered or spooled, or is being right now.
             return true;

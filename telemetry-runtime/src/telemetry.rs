@@ -321,7 +321,13 @@ impl Drop for TelemetryGuard {
         if let Some(shared) = &self.telemetry.shared {
             // Dropped by a panic's unwinding, the process is failing: no `app_stopped`.
             let clean = !std::thread::panicking();
-            shared.shutdown(after(shared.settings.limits.flush_deadline), clean);
+            let mut until = after(shared.settings.limits.flush_deadline);
+            if !clean && let Some(hook) = shared.panics.flush_until(shared.started) {
+                // The panic hook has waited for delivery already; what is left is spooled
+                // when its wait ends, not after a second deadline.
+                until = until.min(hook);
+            }
+            shared.shutdown(until, clean);
         }
     }
 }
@@ -492,7 +498,8 @@ impl Builder {
     /// Send `app_started` when telemetry starts (unless it is off), and `app_stopped` when it
     /// stops cleanly: at [`Telemetry::shutdown`], or when the guard is dropped other than while
     /// unwinding from a panic. Each is sent at most once per process; `telemetry schema` shows
-    /// what they carry. Default: `true`.
+    /// what they carry. Default: `true`. Panics are reported by
+    /// [`install_panic_hook`](crate::install_panic_hook), whatever this says.
     pub fn lifecycle_events(mut self, on: bool) -> Self {
         self.lifecycle = on;
         self
@@ -563,8 +570,9 @@ impl Builder {
         self
     }
 
-    /// How long dropping the guard may wait for delivery before spooling what is left.
-    /// Default: 300 ms.
+    /// How long dropping the guard may wait for delivery before spooling what is left, and how
+    /// long the panic hook ([`install_panic_hook`](crate::install_panic_hook)) may wait for its
+    /// event to be delivered. Default: 300 ms.
     pub fn flush_deadline(mut self, deadline: Duration) -> Self {
         self.limits.flush_deadline = deadline.min(MAX_DURATION);
         self
@@ -977,7 +985,7 @@ fn install_global(telemetry: &Telemetry) {
     STATE.store(ACTIVE, Ordering::Release);
 }
 
-fn current_global() -> Option<&'static Shared> {
+pub(crate) fn current_global() -> Option<&'static Shared> {
     let current = GLOBAL.load(Ordering::Acquire);
     // SAFETY: a non-null `GLOBAL` comes from `Arc::into_raw` and is never released, so it
     // points to a live `Shared` for the rest of the process.

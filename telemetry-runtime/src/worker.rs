@@ -21,6 +21,8 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// Runs the background thread until shutdown. A panic in here disables telemetry for the
 /// process and goes no further; whatever is pending is spooled by the shutdown that follows.
 pub(crate) fn run(shared: &Arc<Shared>) {
+    // Its panics are contained here, not the application's: the panic hook leaves them alone.
+    let _inside = crate::crash::Inside::enter();
     contain_panic(shared, || Worker::new(shared).run());
 }
 

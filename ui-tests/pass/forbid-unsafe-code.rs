@@ -16,7 +16,13 @@ fn main() {
     // The library's own events are registered too.
     assert_eq!(
         names,
-        ["app_started", "app_stopped", "plugins_loaded", "telemetry_dropped"]
+        [
+            "app_fatal",
+            "app_started",
+            "app_stopped",
+            "plugins_loaded",
+            "telemetry_dropped"
+        ]
     );
     let _ = PluginsLoaded { plugins: 0 }.plugins;
 }
