@@ -6,7 +6,8 @@
 //! telemetry subcommand instead. `PROBE_FIRST_RUN` (`hold`, `notify`, `silent`; default
 //! `silent`) sets what the first run does, `PROBE_OPT_OUT_FILE` names an opt-out file, and
 //! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
-//! those of the events captured).
+//! those of the events captured). `PROBE_PANIC=1` installs the panic hook and panics on the
+//! main thread after capturing, with a message that holds a path.
 
 use std::process::ExitCode;
 
@@ -50,8 +51,15 @@ fn main() -> ExitCode {
         .map_or(0, |n| n.parse().expect("a number of events"));
     let threads_before = threads();
     let guard = builder.start();
+    let panics = std::env::var_os("PROBE_PANIC").is_some_and(|v| v == "1");
+    if panics {
+        telemetry_runtime::install_panic_hook();
+    }
     for n in 0..events {
         telemetry_runtime::capture(&Worked { n });
+    }
+    if panics {
+        panic!("the probe could not read /home/alice/secret.txt");
     }
     let threads_after = threads();
     let telemetry = guard.handle();
