@@ -4,7 +4,10 @@
 //!
 //! `telemetry-probe N` captures N events; `telemetry-probe telemetry <command>` runs the
 //! telemetry subcommand instead. `PROBE_FIRST_RUN` (`hold`, `notify`, `silent`; default
-//! `silent`) sets what the first run does, and `PROBE_OPT_OUT_FILE` names an opt-out file.
+//! `silent`) sets what the first run does, `PROBE_OPT_OUT_FILE` names an opt-out file, and
+//! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
+//! those of the events captured). `PROBE_PANIC=1` installs the panic hook and panics on the
+//! main thread after capturing, with a message that holds a path.
 
 use std::process::ExitCode;
 
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         .api_key("phc_probe")
         .endpoint(compiled_in.as_deref())
         .first_run(first_run)
+        .lifecycle_events(std::env::var_os("PROBE_LIFECYCLE").is_some_and(|v| v == "1"))
         .opt_out_var("PROBE_DISABLE_TELEMETRY", Polarity::AnyValueDisables);
     if let Ok(path) = std::env::var("PROBE_OPT_OUT_FILE") {
         builder = builder.opt_out_file(path);
@@ -47,8 +51,15 @@ fn main() -> ExitCode {
         .map_or(0, |n| n.parse().expect("a number of events"));
     let threads_before = threads();
     let guard = builder.start();
+    let panics = std::env::var_os("PROBE_PANIC").is_some_and(|v| v == "1");
+    if panics {
+        telemetry_runtime::install_panic_hook();
+    }
     for n in 0..events {
         telemetry_runtime::capture(&Worked { n });
+    }
+    if panics {
+        panic!("the probe could not read /home/alice/secret.txt");
     }
     let threads_after = threads();
     let telemetry = guard.handle();

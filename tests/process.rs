@@ -482,3 +482,91 @@ fn an_instrumented_main_with_telemetry_off_sends_and_writes_nothing() {
     assert!(receiver.received().is_empty());
     assert!(names_in(state.path()).is_empty());
 }
+
+#[test]
+fn lifecycle_events_start_nothing_when_off_and_frame_a_local_run() {
+    let state = tempfile::tempdir().unwrap();
+    for vars in [
+        &[("DO_NOT_TRACK", "1"), ("PROBE_LIFECYCLE", "1")][..],
+        &[("PROBE_TELEMETRY", "off"), ("PROBE_LIFECYCLE", "1")],
+        &[("CI", "true"), ("PROBE_LIFECYCLE", "1")],
+    ] {
+        let (output, _) = probe(2, state.path(), vars);
+        let stats = stats(&output);
+        assert_eq!(stats["mode"], "off", "{vars:?}");
+        assert_eq!(stats["captured"], 0, "{vars:?}");
+        assert_eq!(stats["threads_after"], stats["threads_before"], "{vars:?}");
+        assert!(names_in(state.path()).is_empty(), "{vars:?}");
+    }
+    let (output, _) = probe(2, state.path(), &[("PROBE_LIFECYCLE", "1")]);
+    let running = stats(&output);
+    assert_eq!(running["mode"], "local");
+    assert_eq!(
+        (running["captured"].as_u64(), running["delivered"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let log = std::fs::read_to_string(state.path().join("events.jsonl")).unwrap();
+    let names: Vec<String> = log
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            event["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["app_started", "worked", "worked", "app_stopped"]);
+}
+
+#[test]
+fn a_panic_on_the_main_thread_is_sent_or_spooled_before_the_process_ends() {
+    let run = |state: &Path, endpoint: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
+            .arg("1")
+            .env_clear()
+            .env("HOME", state)
+            .env("PROBE_TELEMETRY_DIR", state)
+            .env("PROBE_TELEMETRY_ENDPOINT", endpoint)
+            .env("PROBE_LIFECYCLE", "1")
+            .env("PROBE_PANIC", "1")
+            .output()
+            .expect("run the probe");
+        assert_eq!(output.status.code(), Some(101), "{output:?}");
+        // The hook that was there before still printed the message.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("could not read /home/alice"), "{stderr}");
+    };
+    let receiver = Receiver::healthy();
+    let state = tempfile::tempdir().unwrap();
+    run(state.path(), &receiver.origin);
+    let sent: Vec<Value> = receiver
+        .received()
+        .iter()
+        .flat_map(|request| request.events().to_vec())
+        .collect();
+    let names: Vec<&str> = sent.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    // Unwinding dropped the guard: no clean stop, so no `app_stopped`.
+    assert_eq!(names, ["app_started", "worked", "app_fatal"]);
+    let fatal = &sent[2]["properties"];
+    assert_eq!(fatal["thread"], "main");
+    assert_eq!(fatal["file"], "tests/probe.rs");
+    assert_eq!(fatal["message"], "the probe could not read <path>");
+    assert!(!sent[2].to_string().contains("alice"), "{}", sent[2]);
+    assert!(spooled_uuids(state.path()).is_empty());
+
+    // Nothing listening: the event waits in the spool for the next run.
+    let state = tempfile::tempdir().unwrap();
+    run(state.path(), &refused_origin());
+    let spool = state.path().join("spool");
+    let spooled: String = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    let spooled: Vec<Value> = spooled
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let names: Vec<&str> = spooled
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app_started", "worked", "app_fatal"]);
+}

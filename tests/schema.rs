@@ -69,7 +69,7 @@ struct Generic<T> {
 
 /// An event with no properties.
 #[derive(TelemetryEvent)]
-struct AppStarted {}
+struct CacheCleared {}
 
 #[test]
 fn the_schema_describes_every_sent_field_in_order() {
@@ -141,8 +141,19 @@ fn the_schema_describes_every_sent_field_in_order() {
 fn the_registry_lists_this_binarys_events_and_only_those() {
     let names: Vec<&str> = schema::events().iter().map(|event| event.name).collect();
     // Sorted by name; nested-only types and type-generic events are not listed on their own.
-    // The library's own report of dropped events is one of the events a binary can send.
-    assert_eq!(names, ["app_started", "job_submitted", "telemetry_dropped"]);
+    // The library's own events (its start, stop and panics, and its report of dropped
+    // events) are among the events a binary can send.
+    assert_eq!(
+        names,
+        [
+            "app_fatal",
+            "app_started",
+            "app_stopped",
+            "cache_cleared",
+            "job_submitted",
+            "telemetry_dropped"
+        ]
+    );
     let _ = Generic { value: 1u8 }.value;
 }
 
@@ -162,7 +173,9 @@ fn markdown_lists_nested_and_flattened_properties() {
         "| `error_truncated` | boolean | as is | Whether `error` was longer than 64 bytes and was cut. |",
         "| `timeout_ms` | integer (milliseconds) | as is |  |",
         "| `job_id` | `&'a str`, serialized | as is (declared safe) |  |",
-        "## `app_started`",
+        "## `cache_cleared`",
+        "## `app_stopped`",
+        "| `uptime_ms` | integer (milliseconds) | as is | How long telemetry ran in this process, from its start to the stop. |",
     ] {
         assert!(markdown.contains(line), "missing {line:?} in\n{markdown}");
     }

@@ -1,6 +1,8 @@
-//! What the library itself sends: its report of dropped events, and the properties added to
-//! every event. Both are described with the derive, so `telemetry schema` lists them beside the
-//! application's events.
+//! What the library itself sends: the application's start, stop and panics, its report of
+//! dropped events, and the properties added to every event. All are described with the derive, so
+//! `telemetry schema` lists them beside the application's events.
+
+use std::time::Duration;
 
 use crate::json::JsonBuf;
 use crate::schema::Shape;
@@ -16,6 +18,74 @@ impl TelemetryValue for Text {
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.string(self.0);
     }
+}
+
+/// Text the library has made safe to send itself (a source path cut to the part that names no
+/// one) or that comes from the application's code (a function's name): described as a string
+/// sent as is.
+pub(crate) struct Sanitized<'a>(pub &'a str);
+
+impl TelemetryValue for Sanitized<'_> {
+    const __SHAPE: Shape = Shape::String;
+
+    fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
+        out.string(self.0);
+    }
+}
+
+/// Telemetry started and is not off. Sent once per process, as its first event, unless the
+/// application turned lifecycle events off.
+#[derive(TelemetryEvent)]
+#[telemetry(crate = crate)]
+pub(crate) struct AppStarted {
+    /// Whether this run created the installation id: the first run with telemetry on in this
+    /// state directory, or the first after `telemetry reset` or after the saved id was found
+    /// corrupt. False when the identity is temporary (the state directory cannot be used).
+    pub first_run: bool,
+}
+
+/// The application stopped cleanly: it called `Telemetry::shutdown`, or dropped the telemetry
+/// guard other than while panicking. Sent at most once per process, and never when the
+/// application turned lifecycle events off. A process that panics, is killed or calls
+/// `std::process::exit` without shutting down sends none.
+#[derive(TelemetryEvent)]
+#[telemetry(crate = crate)]
+pub(crate) struct AppStopped {
+    /// How long telemetry ran in this process, from its start to the stop.
+    #[telemetry(rename = "uptime_ms")]
+    pub uptime: Duration,
+    /// Panics the panic hook saw while telemetry ran, including those beyond the first 16,
+    /// which are not sent as `app_fatal`; 0 without the hook.
+    pub panics: u64,
+}
+
+/// A thread panicked. Sent by the panic hook (`install_panic_hook`) for each of the first 16
+/// panics of a process, whether or not the panic ends it; later ones are only counted, in
+/// `app_stopped`. Not sent for a panic the library caught in its own code.
+#[derive(TelemetryEvent)]
+#[telemetry(crate = crate)]
+pub(crate) struct AppFatal<'a> {
+    /// The name of the thread that panicked, scrubbed; null when it has none.
+    #[scrub(max_len = 64)]
+    pub thread: Option<&'a str>,
+    /// The source file of the panic. A path relative to the package (`src/main.rs`) is sent
+    /// as is; of an absolute path only the part that names no one: `<crate>-<version>/...` for
+    /// a crate from a registry, what follows the revision for a git dependency, `library/...`
+    /// for the standard library, else from its last `src` directory on, else only the file
+    /// name. Null when unknown.
+    pub file: Option<Sanitized<'a>>,
+    /// The line of the panic, or null.
+    pub line: Option<u32>,
+    /// The column of the panic, or null.
+    pub column: Option<u32>,
+    /// The command of the innermost `#[instrument_command]` call running on the thread, or
+    /// null.
+    pub command: Option<Sanitized<'static>>,
+    /// The name of the function of that call, or null.
+    pub function: Option<Sanitized<'static>>,
+    /// The panic's message, scrubbed; `Box<dyn Any>` when it is not text.
+    #[scrub(max_len = 200)]
+    pub message: &'a str,
 }
 
 /// Events the library dropped before they reached its background thread (the queue was full,

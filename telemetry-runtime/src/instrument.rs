@@ -350,7 +350,8 @@ impl Recorder {
     fn end(&mut self) {
         self.exit();
         if let Some((shared, until)) = self.live.as_mut().and_then(|live| live.deferred.take()) {
-            shared.shutdown(until);
+            // As the guard would have: a call ending by a panic is not a clean stop.
+            shared.shutdown(until, !std::thread::panicking());
         }
     }
 

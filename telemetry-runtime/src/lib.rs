@@ -63,6 +63,7 @@ mod ci;
 mod command;
 mod config;
 mod consent;
+mod crash;
 pub mod dispositions;
 mod event;
 mod hashing;
@@ -90,6 +91,7 @@ pub struct ReadmeDoctests;
 
 pub use command::{CommandError, TelemetryCommand, telemetry_command};
 pub use consent::{CiPolicy, Decision, Mode, ParseModeError, Polarity, Source};
+pub use crash::install_panic_hook;
 pub use event::{EncodeError, Properties, TelemetryEvent, TelemetryValue, anonymize};
 pub use hashing::HashKey;
 pub use scrub::{Scrubbed, scrub};

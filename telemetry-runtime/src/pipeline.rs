@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::HashKey;
 use crate::TelemetryEvent;
+use crate::builtin::AppStopped;
 use crate::config::{Endpoint, Limits};
 use crate::consent::{Decision, Mode};
 use crate::json::{JsonBuf, ObjectWriter};
@@ -162,6 +163,12 @@ pub(crate) struct Shared {
     pub control_rx: Receiver<Control>,
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// When the pipeline was made: the start of the uptime in `app_stopped`.
+    pub started: Instant,
+    /// Set by the first clean shutdown, which captures `app_stopped`.
+    stop_recorded: AtomicBool,
+    /// What the panic hook counted and when its last flush ends.
+    pub panics: crate::crash::Panics,
     shut_down: AtomicBool,
     finished: Mutex<bool>,
     finished_signal: Condvar,
@@ -194,6 +201,8 @@ pub(crate) struct Settings {
     /// A first run that keeps its events for the next run instead of sending them.
     pub hold: bool,
     pub debug: bool,
+    /// Whether `app_started` and `app_stopped` are sent.
+    pub lifecycle: bool,
 }
 
 /// A capture inside the gate; leaving is done on drop, so a panic cannot leave it counted.
@@ -254,6 +263,9 @@ impl Shared {
             control_rx,
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
+            started: Instant::now(),
+            stop_recorded: AtomicBool::new(false),
+            panics: crate::crash::Panics::default(),
             shut_down: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_signal: Condvar::new(),
@@ -305,10 +317,12 @@ impl Shared {
     pub(crate) fn disable(&self, reason: &str) {
         // Closed before logging, so a logger that captures telemetry cannot re-enter.
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
-        log::error!(
-            "{} telemetry is disabled for this process: {reason}",
-            self.settings.app
-        );
+        if crate::crash::may_log() {
+            log::error!(
+                "{} telemetry is disabled for this process: {reason}",
+                self.settings.app
+            );
+        }
     }
 
     /// Encodes `event` on the caller's thread and queues it without blocking. Never panics:
@@ -326,6 +340,7 @@ impl Shared {
         name: &'static str,
         write: impl FnOnce(&mut ObjectWriter<'_>, &HashKey),
     ) {
+        let _inside = crate::crash::Inside::enter();
         let _ = catch_unwind(AssertUnwindSafe(|| self.try_capture(name, write)));
     }
 
@@ -385,7 +400,9 @@ impl Shared {
                 }
             }
         };
-        if let Some(reason) = dropped {
+        if let Some(reason) = dropped
+            && crate::crash::may_log()
+        {
             log::warn!("dropped a `{name}` event: {reason}");
         }
     }
@@ -398,6 +415,7 @@ impl Shared {
     }
 
     fn start_worker(&self) {
+        let _inside = crate::crash::Inside::enter();
         let mut slot = lock(&self.worker);
         if self.worker_started.load(Ordering::Acquire) || self.shut_down.load(Ordering::Acquire) {
             return;
@@ -473,7 +491,9 @@ impl Shared {
         let lines = outbox.take_front(usize::MAX);
         let problem = self.store(lines);
         drop(outbox);
-        if let Some(problem) = problem {
+        if let Some(problem) = problem
+            && crate::crash::may_log()
+        {
             log::warn!("{problem}");
         }
     }
@@ -542,7 +562,22 @@ impl Shared {
     /// Stops the pipeline: no more events are accepted, what is pending is delivered until
     /// `until`, and what is not confirmed by then is spooled. A caller that finds another
     /// shutdown in progress waits for it until its own `until`, then spools what is left.
-    pub(crate) fn shutdown(&self, until: Instant) {
+    ///
+    /// The first `clean` stop of a pipeline still open captures `app_stopped` before closing
+    /// it, so that the event is delivered or spooled like any other. A stop while unwinding
+    /// from a panic is not clean.
+    pub(crate) fn shutdown(&self, until: Instant, clean: bool) {
+        let _inside = crate::crash::Inside::enter();
+        if clean
+            && self.settings.lifecycle
+            && self.is_open()
+            && !self.stop_recorded.swap(true, Ordering::AcqRel)
+        {
+            self.capture(&AppStopped {
+                uptime: self.started.elapsed(),
+                panics: self.panics.seen(),
+            });
+        }
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
         if self.shut_down.swap(true, Ordering::AcqRel) {
             let mut finished = lock(&self.finished);
@@ -589,6 +624,7 @@ impl Shared {
 
     /// Asks the background thread to deliver everything pending, waiting at most until `until`.
     pub(crate) fn flush(&self, until: Instant) -> bool {
+        let _inside = crate::crash::Inside::enter();
         if self.shut_down.load(Ordering::Acquire) {
             // Everything was delivered or spooled, or is being right now.
             return true;

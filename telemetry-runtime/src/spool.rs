@@ -61,6 +61,7 @@ impl Claim {
     pub(crate) fn settle_one(&self) {
         if self.unsettled.fetch_sub(1, Ordering::AcqRel) == 1
             && let Err(error) = fs::remove_file(&self.path)
+            && crate::crash::may_log()
         {
             log::debug!("could not remove a settled spool file: {error}");
         }

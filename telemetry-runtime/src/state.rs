@@ -118,17 +118,19 @@ pub(crate) fn write_new_private(dir: &Path, name: &str, contents: &[u8]) -> io::
     put_private(dir, name, contents, |from, to| fs::rename(from, to))
 }
 
-/// Creates `dir/name` with `contents` unless it exists; either way returns what it holds. Two
-/// processes racing agree on one value: the file is linked into place, which fails if another
-/// process got there first.
-fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<Vec<u8>> {
+/// Creates `dir/name` with `contents` unless it exists; either way returns what it holds, and
+/// whether this call created it. Two processes racing agree on one value: the file is linked
+/// into place, which fails if another process got there first.
+fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<(Vec<u8>, bool)> {
     let target = dir.join(name);
     if let Ok(existing) = read_small(&target) {
-        return Ok(existing);
+        return Ok((existing, false));
     }
     match put_private(dir, name, contents, |from, to| fs::hard_link(from, to)) {
-        Ok(_) => Ok(contents.to_vec()),
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => read_small(&target),
+        Ok(_) => Ok((contents.to_vec(), true)),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            read_small(&target).map(|existing| (existing, false))
+        }
         Err(error) => Err(error),
     }
 }
@@ -161,6 +163,9 @@ pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 pub(crate) struct Identity {
     pub installation_id: String,
     pub key: HashKey,
+    /// Whether this process wrote the saved installation id (it was missing, or unreadable and
+    /// replaced): the first run of an installation. False for a temporary identity.
+    pub created: bool,
 }
 
 impl Identity {
@@ -169,13 +174,14 @@ impl Identity {
         Identity {
             installation_id: new_installation_id(),
             key: HashKey::from_bytes(random_key()),
+            created: false,
         }
     }
 
     /// The identity stored in `dir`, created on first use. A file that is corrupt or cannot
     /// be read is replaced, so one bad byte does not turn every later run ephemeral.
     pub(crate) fn load_or_create(dir: &Path) -> io::Result<Identity> {
-        let id = load_or_replace(
+        let (id, created) = load_or_replace(
             dir,
             ID_FILE,
             || new_installation_id().into_bytes(),
@@ -185,7 +191,7 @@ impl Identity {
                 Some(id.hyphenated().to_string())
             },
         )?;
-        let key = load_or_replace(
+        let (key, _) = load_or_replace(
             dir,
             KEY_FILE,
             || {
@@ -198,6 +204,7 @@ impl Identity {
         Ok(Identity {
             installation_id: id,
             key: HashKey::from_bytes(key),
+            created,
         })
     }
 
@@ -210,17 +217,17 @@ impl Identity {
 }
 
 /// Reads `dir/name` with `parse`, creating it from `fresh` if it is missing, and replacing it
-/// if it does not parse or cannot be read.
+/// if it does not parse or cannot be read; also whether this call wrote it.
 fn load_or_replace<T>(
     dir: &Path,
     name: &str,
     fresh: impl Fn() -> Vec<u8>,
     parse: impl Fn(&[u8]) -> Option<T>,
-) -> io::Result<T> {
+) -> io::Result<(T, bool)> {
     match create_or_read(dir, name, &fresh()) {
-        Ok(bytes) => {
+        Ok((bytes, created)) => {
             if let Some(value) = parse(&bytes) {
-                return Ok(value);
+                return Ok((value, created));
             }
             log::warn!("telemetry: `{name}` in the state directory is corrupt; replacing it");
         }
@@ -243,11 +250,13 @@ fn load_or_replace<T>(
     if let Ok(bytes) = read_small(&dir.join(name))
         && let Some(value) = parse(&bytes)
     {
-        return Ok(value);
+        return Ok((value, false));
     }
     let contents = fresh();
     write_new_private(dir, name, &contents)?;
-    parse(&contents).ok_or_else(|| invalid(name))
+    parse(&contents)
+        .map(|value| (value, true))
+        .ok_or_else(|| invalid(name))
 }
 
 /// Takes the state directory's lock, waiting at most a second for another process to release
@@ -368,6 +377,8 @@ mod tests {
         let second = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(first.installation_id, second.installation_id);
         assert_eq!(first.key.hash(b"x"), second.key.hash(b"x"));
+        assert!(first.created && !second.created);
+        assert!(!Identity::ephemeral().created);
         let other = tempfile::tempdir().unwrap();
         let third = Identity::load_or_create(other.path()).unwrap();
         assert_ne!(first.installation_id, third.installation_id);
@@ -397,6 +408,7 @@ mod tests {
     #[test]
     fn corrupt_files_are_replaced_and_then_kept() {
         let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path()).unwrap();
         for (name, junk) in [
             (KEY_FILE, &b"not hex"[..]),
             (ID_FILE, b""),
@@ -405,7 +417,10 @@ mod tests {
             fs::write(dir.path().join(name), junk).unwrap();
             let repaired = Identity::load_or_create(dir.path()).unwrap();
             assert_ne!(fs::read(dir.path().join(name)).unwrap(), junk);
+            // A new id is a new installation as far as anyone can tell; a new key is not.
+            assert_eq!(repaired.created, name == ID_FILE, "{name}");
             let again = Identity::load_or_create(dir.path()).unwrap();
+            assert!(!again.created);
             assert_eq!(repaired.installation_id, again.installation_id);
             assert_eq!(repaired.key.hash(b"x"), again.key.hash(b"x"));
         }
@@ -417,21 +432,22 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             fs::write(dir.path().join(ID_FILE), "corrupt").unwrap();
             let barrier = std::sync::Barrier::new(8);
-            let ids: Vec<String> = std::thread::scope(|scope| {
+            let ids: Vec<(String, bool)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..8)
                     .map(|_| {
                         scope.spawn(|| {
                             barrier.wait();
-                            Identity::load_or_create(dir.path())
-                                .unwrap()
-                                .installation_id
+                            let identity = Identity::load_or_create(dir.path()).unwrap();
+                            (identity.installation_id, identity.created)
                         })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
             let saved = Identity::read_installation_id(dir.path()).unwrap();
-            assert!(ids.iter().all(|id| *id == saved), "{ids:?} vs {saved}");
+            assert!(ids.iter().all(|(id, _)| *id == saved), "{ids:?} vs {saved}");
+            let creators = ids.iter().filter(|(_, created)| *created).count();
+            assert_eq!(creators, 1, "one of them wrote the id: {ids:?}");
         }
     }
 

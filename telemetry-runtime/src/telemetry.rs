@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::TelemetryEvent;
+use crate::builtin::AppStarted;
 use crate::config::{
     Endpoint, Env, Limits, MAX_DURATION, MAX_EVENT_BYTES, default_prefix, default_state_dir,
     proxy_for,
@@ -59,7 +60,9 @@ struct Decided {
 }
 
 /// Keeps telemetry running; dropping it shuts telemetry down within the flush deadline
-/// ([`Builder::flush_deadline`]), spooling whatever was not delivered by then.
+/// ([`Builder::flush_deadline`]), spooling whatever was not delivered by then. Dropping it
+/// other than while unwinding from a panic is a clean stop, which sends `app_stopped` (see
+/// [`Builder::lifecycle_events`]).
 ///
 /// Bind it to a named variable in `main` (`let _telemetry = ...`): `let _ = ...` would drop it,
 /// and shut telemetry down, at once. `std::process::exit` skips destructors; call
@@ -149,6 +152,7 @@ impl Telemetry {
             notice: None,
             command: None,
             distinct_id: Vec::new(),
+            lifecycle: true,
         }
     }
 
@@ -180,9 +184,11 @@ impl Telemetry {
 
     /// Stops accepting events, delivers what is pending for at most `deadline`, spools the
     /// rest and returns the final accounting. Later calls, and dropping the guard, do nothing.
+    /// This is a clean stop: unless [`Builder::lifecycle_events`] turned them off, the first
+    /// stop captures `app_stopped`, even when called while unwinding from a panic.
     pub fn shutdown(&self, deadline: Duration) -> Stats {
         if let Some(shared) = &self.shared {
-            shared.shutdown(after(deadline));
+            shared.shutdown(after(deadline), true);
         }
         self.stats()
     }
@@ -313,9 +319,16 @@ impl Deref for TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(shared) = &self.telemetry.shared {
-            let until = after(shared.settings.limits.flush_deadline);
+            // Dropped by a panic's unwinding, the process is failing: no `app_stopped`.
+            let clean = !std::thread::panicking();
+            let mut until = after(shared.settings.limits.flush_deadline);
+            if !clean && let Some(hook) = shared.panics.flush_until(shared.started) {
+                // The panic hook has waited for delivery already; what is left is spooled
+                // when its wait ends, not after a second deadline.
+                until = until.min(hook);
+            }
             if !crate::instrument::defer_shutdown(shared, until) {
-                shared.shutdown(until);
+                shared.shutdown(until, clean);
             }
         }
     }
@@ -348,6 +361,7 @@ pub struct Builder {
     notice: Option<String>,
     command: Option<String>,
     distinct_id: Vec<DistinctId>,
+    lifecycle: bool,
 }
 
 /// What the first run with telemetry on does. It applies when telemetry is on by default;
@@ -483,6 +497,16 @@ impl Builder {
         self
     }
 
+    /// Send `app_started` when telemetry starts (unless it is off), and `app_stopped` when it
+    /// stops cleanly: at [`Telemetry::shutdown`], or when the guard is dropped other than while
+    /// unwinding from a panic. Each is sent at most once per process; `telemetry schema` shows
+    /// what they carry. Default: `true`. Panics are reported by
+    /// [`install_panic_hook`](crate::install_panic_hook), whatever this says.
+    pub fn lifecycle_events(mut self, on: bool) -> Self {
+        self.lifecycle = on;
+        self
+    }
+
     /// The state directory (identity, key, spool, local log). Default: `PREFIX_TELEMETRY_DIR`,
     /// else `<config dir>/<app>/telemetry`, the config directory being `$XDG_CONFIG_HOME` when
     /// set, else the platform's.
@@ -548,8 +572,9 @@ impl Builder {
         self
     }
 
-    /// How long dropping the guard may wait for delivery before spooling what is left.
-    /// Default: 300 ms.
+    /// How long dropping the guard may wait for delivery before spooling what is left, and how
+    /// long the panic hook ([`install_panic_hook`](crate::install_panic_hook)) may wait for its
+    /// event to be delivered. Default: 300 ms.
     pub fn flush_deadline(mut self, deadline: Duration) -> Self {
         self.limits.flush_deadline = deadline.min(MAX_DURATION);
         self
@@ -616,8 +641,9 @@ impl Builder {
 
     /// Decides the mode and starts telemetry. Nothing is written, started or opened when the
     /// mode is off. Otherwise the state directory and identity are created if missing; the
-    /// background thread starts with the first event, or now if the spool holds events from
-    /// an earlier process. The first telemetry started in a process that is not off also serves
+    /// background thread starts with the first event (`app_started`, unless
+    /// [`lifecycle_events`](Builder::lifecycle_events) turned it off), or now if the spool
+    /// holds events from an earlier process. The first telemetry started in a process that is not off also serves
     /// the global [`capture`](crate::capture), for the rest of the process.
     pub fn start(self) -> TelemetryGuard {
         let telemetry = self.start_handle();
@@ -873,7 +899,13 @@ impl Builder {
             ci: decided.ci,
             hold,
             debug,
+            lifecycle: self.lifecycle,
         });
+        if shared.settings.lifecycle {
+            shared.capture(&AppStarted {
+                first_run: shared.settings.identity.created,
+            });
+        }
         if !hold && shared.spool.as_ref().is_some_and(|spool| spool.has_files()) {
             shared.ensure_worker();
         }
@@ -974,7 +1006,7 @@ pub(crate) fn global_state() -> Global {
     }
 }
 
-fn current_global() -> Option<&'static Shared> {
+pub(crate) fn current_global() -> Option<&'static Shared> {
     let current = GLOBAL.load(Ordering::Acquire);
     // SAFETY: a non-null `GLOBAL` comes from `Arc::into_raw` and is never released, so it
     // points to a live `Shared` for the rest of the process.

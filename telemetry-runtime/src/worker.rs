@@ -21,6 +21,8 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// Runs the background thread until shutdown. A panic in here disables telemetry for the
 /// process and goes no further; whatever is pending is spooled by the shutdown that follows.
 pub(crate) fn run(shared: &Arc<Shared>) {
+    // Its panics are contained here, not the application's: the panic hook leaves them alone.
+    let _inside = crate::crash::Inside::enter();
     contain_panic(shared, || Worker::new(shared).run());
 }
 
@@ -558,13 +560,14 @@ mod tests {
             ci: None,
             hold: false,
             debug: false,
+            lifecycle: false,
         });
         contain_panic(&shared, || panic!("a bug in the background thread"));
         assert!(!shared.is_open());
         shared.capture(&Ticked { n: 1 });
         assert_eq!(shared.counters.ignored.load(Ordering::Relaxed), 1);
         assert_eq!(shared.counters.captured.load(Ordering::Relaxed), 0);
-        shared.shutdown(crate::pipeline::after(Duration::from_secs(1)));
+        shared.shutdown(crate::pipeline::after(Duration::from_secs(1)), true);
         assert!(!dir.path().join(crate::state::LOG_FILE).exists());
     }
 

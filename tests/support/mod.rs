@@ -211,7 +211,8 @@ pub fn job(n: u32) -> JobSubmitted<'static> {
 }
 
 /// A builder isolated from the machine: its own state directory, an environment holding only
-/// `vars`, and timings short enough for tests.
+/// `vars`, and timings short enough for tests. Lifecycle events are off, so that the events
+/// sent are exactly those a test captures; tests of those events turn them on.
 pub fn builder(endpoint: Option<&str>, dir: &Path, vars: &[(&str, &str)]) -> Builder {
     let mut env: Vec<(String, String)> = vec![("HOME".into(), dir.display().to_string())];
     env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
@@ -225,6 +226,7 @@ pub fn builder(endpoint: Option<&str>, dir: &Path, vars: &[(&str, &str)]) -> Bui
         .flush_deadline(Duration::from_secs(10))
         // Most tests are about sending, not about the first run's notice and hold.
         .first_run(telemetry_runtime::FirstRun::Silent)
+        .lifecycle_events(false)
 }
 
 /// Asserts the accounting rule of a pipeline that has shut down.

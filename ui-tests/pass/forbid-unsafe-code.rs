@@ -6,14 +6,23 @@ use telemetry_runtime::TelemetryEvent;
 
 /// Registered in the event registry like any other event.
 #[derive(TelemetryEvent)]
-pub struct AppStarted {
+pub struct PluginsLoaded {
     /// How many plugins were loaded.
     pub plugins: u16,
 }
 
 fn main() {
     let names: Vec<&str> = telemetry_runtime::schema::events().iter().map(|e| e.name).collect();
-    // The library's own report of dropped events is registered too.
-    assert_eq!(names, ["app_started", "telemetry_dropped"]);
-    let _ = AppStarted { plugins: 0 }.plugins;
+    // The library's own events are registered too.
+    assert_eq!(
+        names,
+        [
+            "app_fatal",
+            "app_started",
+            "app_stopped",
+            "plugins_loaded",
+            "telemetry_dropped"
+        ]
+    );
+    let _ = PluginsLoaded { plugins: 0 }.plugins;
 }
