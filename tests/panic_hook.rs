@@ -323,3 +323,42 @@ fn a_panic_the_library_catches_is_left_to_it() {
         assert_eq!(names, ["telemetry_dropped", "job_submitted"]);
     });
 }
+
+/// A command that panics when `depth` is not 0.
+#[telemetry_runtime::instrument_command(name = "job ingest")]
+fn ingest(#[plain] depth: u8) {
+    assert!(depth == 0, "ingest failed on /home/alice/batch.csv");
+}
+
+#[test]
+fn a_panic_inside_an_instrumented_function_names_it() {
+    in_own_process("a_panic_inside_an_instrumented_function_names_it", || {
+        let receiver = Receiver::healthy();
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+        telemetry_runtime::install_panic_hook();
+        ingest(0);
+        panics_on_thread(Some("ingest"), || ingest(1));
+        // After the call, the thread is in no command any more.
+        panics_on_thread(Some("after"), || {
+            ingest(0);
+            panic!("after the command")
+        });
+        let stats = telemetry.shutdown(PATIENCE);
+        assert_eq!(stats.captured, 5, "{stats:?}");
+
+        let sent = events(&receiver.received());
+        let fatal = named(&sent, "app_fatal");
+        assert_eq!(fatal.len(), 2, "{sent:?}");
+        assert_eq!(fatal[0]["properties"]["command"], "job ingest");
+        assert_eq!(fatal[0]["properties"]["function"], "ingest");
+        assert_eq!(fatal[0]["properties"]["message"], "ingest failed on <path>");
+        assert_eq!(fatal[1]["properties"]["command"], Value::Null);
+        assert_eq!(fatal[1]["properties"]["function"], Value::Null);
+        let outcomes: Vec<&Value> = named(&sent, "command")
+            .iter()
+            .map(|event| &event["properties"]["outcome"])
+            .collect();
+        assert_eq!(outcomes, ["ok", "panic", "ok"]);
+    });
+}
