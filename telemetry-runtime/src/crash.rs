@@ -274,29 +274,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::consent::{Decision, Mode};
 
     /// A pipeline in local mode recording to `dir`.
     fn local_pipeline(dir: &Path) -> Arc<Shared> {
-        Shared::new(crate::pipeline::Settings {
-            app: "test".into(),
-            version: "1".into(),
-            mode: Mode::Local,
-            decision: Decision::off_by_application(),
-            limits: crate::config::Limits::default(),
-            api_key: String::new(),
-            endpoint: None,
-            proxy: None,
-            identity: crate::state::Identity::ephemeral(),
-            instance_id: "instance".into(),
-            distinct_id: "installation".into(),
-            state_dir: Some(dir.to_owned()),
-            state_problem: None,
-            ci: None,
-            hold: false,
-            debug: false,
-            lifecycle: false,
-        })
+        Shared::new(crate::pipeline::Settings::local_for_tests(dir))
     }
 
     fn fatal(message: &str) -> AppFatal<'_> {

@@ -205,6 +205,33 @@ pub(crate) struct Settings {
     pub lifecycle: bool,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// A pipeline in local mode writing under `dir`, with an ephemeral identity and no
+    /// lifecycle events.
+    pub(crate) fn local_for_tests(dir: &std::path::Path) -> Settings {
+        Settings {
+            app: "test".into(),
+            version: "1".into(),
+            mode: Mode::Local,
+            decision: Decision::off_by_application(),
+            limits: Limits::default(),
+            api_key: String::new(),
+            endpoint: None,
+            proxy: None,
+            identity: Identity::ephemeral(),
+            instance_id: "instance".into(),
+            distinct_id: "installation".into(),
+            state_dir: Some(dir.to_owned()),
+            state_problem: None,
+            ci: None,
+            hold: false,
+            debug: false,
+            lifecycle: false,
+        }
+    }
+}
+
 /// A capture inside the gate; leaving is done on drop, so a panic cannot leave it counted.
 struct Gate<'a>(&'a AtomicU64);
 

@@ -543,25 +543,7 @@ mod tests {
     #[test]
     fn a_panic_in_the_background_disables_telemetry_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let shared = Shared::new(crate::pipeline::Settings {
-            app: "test".into(),
-            version: "1".into(),
-            mode: Mode::Local,
-            decision: crate::consent::Decision::off_by_application(),
-            limits: crate::config::Limits::default(),
-            api_key: String::new(),
-            endpoint: None,
-            proxy: None,
-            identity: crate::state::Identity::ephemeral(),
-            instance_id: "instance".into(),
-            distinct_id: "installation".into(),
-            state_dir: Some(dir.path().to_owned()),
-            state_problem: None,
-            ci: None,
-            hold: false,
-            debug: false,
-            lifecycle: false,
-        });
+        let shared = Shared::new(crate::pipeline::Settings::local_for_tests(dir.path()));
         contain_panic(&shared, || panic!("a bug in the background thread"));
         assert!(!shared.is_open());
         shared.capture(&Ticked { n: 1 });
