@@ -445,6 +445,18 @@ fn an_instrumented_main_that_starts_telemetry_itself_sends_its_own_event() {
         assert_eq!(properties["outcome"], outcome, "{how}");
         assert!(properties["duration_ms"].is_u64(), "{how}");
         assert!(!commands[0].to_string().contains("alice"));
+        // The guard dropped inside `main` left the stop to the end of `main`: its event comes
+        // before `app_stopped`, which a panic does not send.
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        let expected: &[&str] = if how == "panic" {
+            &["app_started", "command"]
+        } else {
+            &["app_started", "command", "app_stopped"]
+        };
+        assert_eq!(names, expected, "{how}");
     }
 }
 

@@ -52,7 +52,6 @@ thread_local! {
 
 /// The innermost instrumented call running on this thread, if any. Never panics, even while
 /// the thread is being torn down or is inside this module.
-#[allow(dead_code, reason = "read by the panic hook")]
 pub(crate) fn current() -> Option<Frame> {
     STACK
         .try_with(|stack| stack.try_borrow().ok()?.last().map(|entry| entry.frame))
