@@ -15,7 +15,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned as _;
 use syn::visit_mut::VisitMut;
-use syn::{FnArg, Ident, Item, ItemFn, LitInt, LitStr, Pat, Path, ReturnType, Type};
+use syn::{FnArg, Ident, ItemFn, LitInt, LitStr, Pat, Path, ReturnType, Type};
 
 use crate::ast::Field;
 use crate::attr::{self, DEFAULT_MAX_LEN, Disposition, TELEMETRY, Target};
@@ -173,47 +173,20 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// The error for anything but a function with a body, with the item left as it was.
+/// The error for anything but a function with a body, with the item left as it was. It points
+/// at the item's keyword and name (`struct Submit`), past attributes and visibility.
 fn not_a_function(input: TokenStream) -> TokenStream {
-    let at = match syn::parse2::<Item>(input.clone()) {
-        Ok(Item::Struct(item)) => {
-            let (token, ident) = (item.struct_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Enum(item)) => {
-            let (token, ident) = (item.enum_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Union(item)) => {
-            let (token, ident) = (item.union_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Mod(item)) => {
-            let (token, ident) = (item.mod_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Trait(item)) => {
-            let (token, ident) = (item.trait_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Impl(item)) => {
-            let (token, ty) = (item.impl_token, item.self_ty);
-            quote!(#token #ty)
-        }
-        Ok(Item::Const(item)) => {
-            let (token, ident) = (item.const_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Static(item)) => {
-            let (token, ident) = (item.static_token, item.ident);
-            quote!(#token #ident)
-        }
-        Ok(Item::Type(item)) => {
-            let (token, ident) = (item.type_token, item.ident);
-            quote!(#token #ident)
-        }
-        _ => input.clone().into_iter().take(2).collect(),
-    };
+    const KEYWORDS: &[&str] = &[
+        "struct", "enum", "union", "mod", "trait", "impl", "const", "static", "type", "fn",
+    ];
+    let tokens: Vec<TokenTree> = input.clone().into_iter().collect();
+    let start = tokens
+        .iter()
+        .position(
+            |token| matches!(token, TokenTree::Ident(ident) if KEYWORDS.iter().any(|k| ident == k)),
+        )
+        .unwrap_or(0);
+    let at: TokenStream = tokens.into_iter().skip(start).take(2).collect();
     let error = syn::Error::new_spanned(
         at,
         "`#[instrument_command]` goes on a function or a method with a body",
@@ -539,27 +512,19 @@ fn wrap(
     // and, for flattened arguments the schema can name, theirs against all others.
     let mut taken: Vec<String> = RESERVED.iter().map(|name| (*name).to_owned()).collect();
     let mut checks = TokenStream::new();
-    for (field, param) in &fields {
-        match field.disposition() {
-            Some(Disposition::Flatten) => {}
-            Some(Disposition::Scrub { .. }) => {
-                checks.extend(event::common_check(
-                    &field.name,
-                    field.name_tokens(),
-                    &private,
-                ));
-                taken.push(field.name.clone());
-                taken.push(truncated_name(&field.name));
-                let _ = param;
-            }
-            _ => {
-                checks.extend(event::common_check(
-                    &field.name,
-                    field.name_tokens(),
-                    &private,
-                ));
-                taken.push(field.name.clone());
-            }
+    for (field, _) in &fields {
+        let disposition = field.disposition();
+        if matches!(disposition, Some(Disposition::Flatten)) {
+            continue;
+        }
+        checks.extend(event::common_check(
+            &field.name,
+            field.name_tokens(),
+            &private,
+        ));
+        taken.push(field.name.clone());
+        if matches!(disposition, Some(Disposition::Scrub { .. })) {
+            taken.push(truncated_name(&field.name));
         }
     }
     let mut flattened: Vec<TokenStream> = Vec::new();

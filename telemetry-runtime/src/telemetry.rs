@@ -1017,14 +1017,10 @@ pub(crate) fn current_global() -> Option<&'static Shared> {
 /// [`Telemetry::capture`]). Before any start, and after shutdown, this does nothing but count
 /// the call; when telemetry is off it is one atomic load.
 pub fn capture<E: TelemetryEvent + ?Sized>(event: &E) {
-    match STATE.load(Ordering::Acquire) {
-        OFF => {}
-        ACTIVE => {
-            if let Some(shared) = current_global() {
-                shared.capture(event);
-            }
-        }
-        _ => {
+    match global_state() {
+        Global::Off => {}
+        Global::Active(shared) => shared.capture(event),
+        Global::Unset => {
             IGNORED_BEFORE_START.fetch_add(1, Ordering::Relaxed);
         }
     }
