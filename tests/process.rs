@@ -558,6 +558,8 @@ fn a_panic_on_the_main_thread_is_sent_or_spooled_before_the_process_ends() {
     // Unwinding dropped the guard: no clean stop, so no `app_stopped`.
     assert_eq!(names, ["app_started", "worked", "app_fatal"]);
     let fatal = &sent[2]["properties"];
+    // The program's file name, without the directory it was run from.
+    assert_eq!(fatal["process"], "telemetry-probe");
     assert_eq!(fatal["thread"], "main");
     assert_eq!(fatal["file"], "tests/probe.rs");
     assert_eq!(fatal["message"], "the probe could not read <path>");

@@ -65,6 +65,10 @@ pub(crate) struct AppStopped {
 #[derive(TelemetryEvent)]
 #[telemetry(crate = crate)]
 pub(crate) struct AppFatal<'a> {
+    /// The file name of the program that panicked, without its directory (`jobs`), scrubbed;
+    /// null when unknown.
+    #[scrub(max_len = 64)]
+    pub process: Option<&'a str>,
     /// The name of the thread that panicked, scrubbed; null when it has none.
     #[scrub(max_len = 64)]
     pub thread: Option<&'a str>,

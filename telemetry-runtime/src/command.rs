@@ -147,11 +147,15 @@ usage: telemetry <command>
     pub fn run_to(&self, builder: &Builder, out: &mut dyn Write) -> Result<(), CommandError> {
         let report = match self {
             TelemetryCommand::Status => builder.status().to_string(),
-            TelemetryCommand::Schema { json: false } => {
-                crate::schema::to_markdown(&crate::schema::events())
-            }
+            TelemetryCommand::Schema { json: false } => crate::schema::to_markdown_with(
+                &crate::schema::events(),
+                builder.properties_schema(),
+            ),
             TelemetryCommand::Schema { json: true } => {
-                let value = crate::schema::to_json(&crate::schema::events());
+                let value = crate::schema::to_json_with(
+                    &crate::schema::events(),
+                    builder.properties_schema(),
+                );
                 serde_json::to_string_pretty(&value).expect("a JSON value serializes")
             }
             TelemetryCommand::Enable => change(builder, Mode::On)?,

@@ -156,7 +156,12 @@ fn report(info: &PanicHookInfo<'_>) {
     let frame = crate::instrument::current();
     let location = info.location();
     let file = location.map(|location| source_file(location.file()));
+    let program = std::env::args_os().next().map(std::path::PathBuf::from);
     let event = AppFatal {
+        process: program
+            .as_deref()
+            .and_then(std::path::Path::file_name)
+            .and_then(std::ffi::OsStr::to_str),
         thread: thread.name(),
         file: file.as_deref().map(Sanitized),
         line: location.map(|location| location.line()),
@@ -282,6 +287,7 @@ mod tests {
 
     fn fatal(message: &str) -> AppFatal<'_> {
         AppFatal {
+            process: Some("jobs"),
             thread: Some("worker-1"),
             file: Some(Sanitized("src/main.rs")),
             line: Some(7),

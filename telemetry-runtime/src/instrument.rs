@@ -259,6 +259,8 @@ struct Live {
     /// The shutdown to run once the event is recorded, and when it must end.
     deferred: Option<(Arc<Shared>, Instant)>,
     recorded: bool,
+    /// The test recording the call began in, which gets the event instead of the pipeline.
+    recording: Option<Arc<crate::testing::Collector>>,
 }
 
 impl Recorder {
@@ -285,10 +287,14 @@ impl Recorder {
         spec: &'static CommandSpec,
         arguments: impl FnOnce(&mut ObjectWriter<'_>, &HashKey),
     ) -> Recorder {
-        let (arguments, before_start) = match global_state() {
-            Global::Off => return Recorder { spec, live: None },
-            Global::Unset => (Ok(Vec::new()), true),
-            Global::Active(shared) => (encode(arguments, &shared.settings.identity.key), false),
+        let recording = crate::testing::current();
+        let (arguments, before_start) = match (&recording, global_state()) {
+            (Some(collector), _) => (encode(arguments, collector.key()), false),
+            (None, Global::Off) => return Recorder { spec, live: None },
+            (None, Global::Unset) => (Ok(Vec::new()), true),
+            (None, Global::Active(shared)) => {
+                (encode(arguments, &shared.settings.identity.key), false)
+            }
         };
         Recorder {
             spec,
@@ -299,6 +305,7 @@ impl Recorder {
                 depth: None,
                 deferred: None,
                 recorded: false,
+                recording,
             }),
         }
     }
@@ -366,11 +373,8 @@ impl Recorder {
             return;
         }
         let elapsed = live.started.elapsed();
-        let Global::Active(shared) = global_state() else {
-            return;
-        };
         let arguments = &live.arguments;
-        shared.capture_with(spec.schema.name, |properties, _| {
+        let write = |properties: &mut ObjectWriter<'_>, _: &HashKey| {
             properties.key("command").string(spec.command);
             properties
                 .key("duration_ms")
@@ -398,7 +402,12 @@ impl Recorder {
                 Ok(members) => properties.members(members),
                 Err(error) => properties.fail(error.clone()),
             }
-        });
+        };
+        match (&live.recording, global_state()) {
+            (Some(collector), _) => collector.push(spec.schema.name, write),
+            (None, Global::Active(shared)) => shared.capture_with(spec.schema.name, write),
+            (None, _) => {}
+        }
     }
 }
 

@@ -77,6 +77,7 @@ mod state;
 mod status;
 mod sysinfo;
 mod telemetry;
+pub mod testing;
 mod upload;
 mod worker;
 

@@ -203,6 +203,8 @@ pub(crate) struct Settings {
     pub debug: bool,
     /// Whether `app_started` and `app_stopped` are sent.
     pub lifecycle: bool,
+    /// The application's properties sent with every event, as the inside of a JSON object.
+    pub app_properties: String,
 }
 
 #[cfg(test)]
@@ -228,6 +230,7 @@ impl Settings {
             hold: false,
             debug: false,
             lifecycle: false,
+            app_properties: String::new(),
         }
     }
 }
@@ -328,6 +331,7 @@ impl Shared {
                 None => object.key("ci_provider").null(),
             }
             crate::sysinfo::SystemInfo::collect().write_properties(&mut object);
+            object.members(parts.app_properties.as_bytes());
             object.end();
             let common = String::from_utf8(common.finish().expect("strings always encode"))
                 .expect("the encoder writes UTF-8");

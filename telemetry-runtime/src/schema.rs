@@ -165,6 +165,13 @@ pub fn common_properties() -> &'static EventSchema {
 /// and a last section for the properties sent with every event. Nested objects are expanded as
 /// `parent.child` rows, arrays of objects as `parent[].child`.
 pub fn to_markdown(events: &[&EventSchema]) -> String {
+    to_markdown_with(events, None)
+}
+
+/// As [`to_markdown`], with the application's properties sent with every event (those given
+/// to [`Builder::properties`](crate::Builder::properties)) at the end of the last section:
+/// what `telemetry schema` prints.
+pub fn to_markdown_with(events: &[&EventSchema], every_event: Option<&EventSchema>) -> String {
     let mut out = String::from("# Telemetry events\n");
     let common = common_properties();
     // Events that share a name (one `command` event per instrumented function) are told apart
@@ -188,6 +195,9 @@ pub fn to_markdown(events: &[&EventSchema]) -> String {
         }
         out.push_str("| Property | Type | Sent as | Description |\n| --- | --- | --- | --- |\n");
         markdown_rows(event.fields, "", &mut out);
+    }
+    if let Some(app) = every_event {
+        markdown_rows(app.fields, "", &mut out);
     }
     out
 }
@@ -291,6 +301,13 @@ fn disposition_text(disposition: &Disposition) -> String {
 /// `description` and its shape in JSON-Schema words (`type`, `items`, `enum`, `nullable`,
 /// nested `properties`). Flattened events are inlined.
 pub fn to_json(events: &[&EventSchema]) -> Value {
+    to_json_with(events, None)
+}
+
+/// As [`to_json`], with the application's properties sent with every event (those given to
+/// [`Builder::properties`](crate::Builder::properties)) at the end of `common_properties`:
+/// what `telemetry schema --json` prints.
+pub fn to_json_with(events: &[&EventSchema], every_event: Option<&EventSchema>) -> Value {
     let events: Vec<Value> = events
         .iter()
         .map(|event| {
@@ -303,11 +320,15 @@ pub fn to_json(events: &[&EventSchema]) -> Value {
         })
         .collect();
     let common = common_properties();
+    let mut properties = json_properties(common.fields);
+    if let Some(app) = every_event {
+        properties.extend(json_properties(app.fields));
+    }
     json!({
         "events": events,
         "common_properties": {
             "description": common.description,
-            "properties": json_properties(common.fields),
+            "properties": properties,
         },
     })
 }

@@ -11,17 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::TelemetryEvent;
 use crate::builtin::AppStarted;
 use crate::config::{
     Endpoint, Env, Limits, MAX_DURATION, MAX_EVENT_BYTES, default_prefix, default_state_dir,
     proxy_for,
 };
 use crate::consent::{self, CiPolicy, Decision, Mode, Polarity, Rules, Source};
+use crate::json::{JsonBuf, ObjectWriter};
 use crate::pipeline::{Settings, Shared, after};
+use crate::schema::EventSchema;
 use crate::spool::Spool;
 use crate::state::{Identity, create_private_dir};
 use crate::status::{IdentityState, Status};
+use crate::{HashKey, TelemetryEvent};
 
 /// A handle on a started telemetry pipeline, or on one that is off. Cheap to clone; every
 /// clone captures into the same pipeline.
@@ -153,6 +155,7 @@ impl Telemetry {
             command: None,
             distinct_id: Vec::new(),
             lifecycle: true,
+            properties: None,
         }
     }
 
@@ -166,8 +169,12 @@ impl Telemetry {
 
     /// Anonymizes and encodes `event` on this thread, then queues it for upload without
     /// blocking. Never panics and never waits: if the queue is full the event is dropped and
-    /// counted. Does nothing when telemetry is off.
+    /// counted. Does nothing when telemetry is off. Inside
+    /// [`testing::record`](crate::testing::record) the event is recorded instead.
     pub fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
+        if crate::testing::capture(event) {
+            return;
+        }
         if let Some(shared) = &self.shared {
             shared.capture(event);
         }
@@ -362,6 +369,72 @@ pub struct Builder {
     command: Option<String>,
     distinct_id: Vec<DistinctId>,
     lifecycle: bool,
+    properties: Option<AppProperties>,
+}
+
+/// The application's properties sent with every event ([`Builder::properties`]).
+struct AppProperties {
+    schema: &'static EventSchema,
+    write: Box<WriteProperties>,
+}
+
+/// Writes an event's properties under a key.
+type WriteProperties = dyn Fn(&mut ObjectWriter<'_>, &HashKey) + Send + Sync;
+
+impl AppProperties {
+    /// The properties under `key`, as the inside of a JSON object; nothing when they cannot
+    /// be encoded or would replace one of the library's.
+    fn encode(&self, key: &HashKey, app: &str) -> String {
+        let mut names = Vec::new();
+        property_names(self.schema.fields, &mut names);
+        let library = crate::builtin::every_event().fields;
+        if let Some(clash) = names
+            .iter()
+            .find(|name| name.starts_with('$') || library.iter().any(|f| f.name == **name))
+        {
+            log::error!(
+                "{app} telemetry does not send the properties of `{}` with every event: \
+                 `{clash}` is one of the library's own",
+                self.schema.rust_type
+            );
+            return String::new();
+        }
+        let mut buf = JsonBuf::new();
+        let mut object = buf.object();
+        (self.write)(&mut object, key);
+        object.end();
+        match buf.finish() {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).expect("the encoder writes UTF-8");
+                text[1..text.len() - 1].to_owned()
+            }
+            Err(error) => {
+                log::error!(
+                    "{app} telemetry does not send the properties of `{}` with every event: {error}",
+                    self.schema.rust_type
+                );
+                String::new()
+            }
+        }
+    }
+}
+
+/// The names of the properties `fields` send, flattened events expanded.
+fn property_names(fields: &'static [crate::schema::FieldSchema], out: &mut Vec<&'static str>) {
+    for field in fields {
+        match field.shape.object() {
+            Some(inner) if field.disposition == crate::schema::Disposition::Flatten => {
+                property_names(inner.fields, out);
+            }
+            _ => out.push(field.name),
+        }
+    }
+}
+
+impl fmt::Debug for AppProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.schema.rust_type)
+    }
 }
 
 /// What the first run with telemetry on does. It applies when telemetry is on by default;
@@ -505,6 +578,29 @@ impl Builder {
     pub fn lifecycle_events(mut self, on: bool) -> Self {
         self.lifecycle = on;
         self
+    }
+
+    /// Properties sent with every event, after the library's own: the fields of `properties`,
+    /// a struct that derives [`TelemetryEvent`] (usually `#[telemetry(nested)]`, so it is not
+    /// listed as an event), with their dispositions. They are encoded once, when telemetry
+    /// starts, under the installation's key, so `#[hash]` fields hash as in any event. For
+    /// example the attributes of the node a scheduler runs on: its type, and its name as a
+    /// keyed hash. `telemetry schema` lists them under "Sent with every event".
+    ///
+    /// A property named like one of the library's (`installation_id`, `os_name`, `$...`), or a
+    /// `#[plain]` field that cannot be serialized, would be ambiguous or fail every event: the
+    /// whole set is then left out, with an error on the log.
+    pub fn properties<E: TelemetryEvent + Send + Sync + 'static>(mut self, properties: E) -> Self {
+        self.properties = Some(AppProperties {
+            schema: E::SCHEMA,
+            write: Box::new(move |object, key| properties.__write_fields(object, key)),
+        });
+        self
+    }
+
+    /// The schema of the properties given to [`Builder::properties`], if any.
+    pub(crate) fn properties_schema(&self) -> Option<&'static EventSchema> {
+        self.properties.as_ref().map(|properties| properties.schema)
     }
 
     /// The state directory (identity, key, spool, local log). Default: `PREFIX_TELEMETRY_DIR`,
@@ -882,7 +978,13 @@ impl Builder {
                 .text(&format!("{}_TELEMETRY_DEBUG", self.prefix()))
                 .is_some_and(|value| Mode::parse(&value) != Some(Mode::Off))
         });
+        let app_properties = self
+            .properties
+            .as_ref()
+            .map(|properties| properties.encode(&identity.key, &self.app))
+            .unwrap_or_default();
         let shared = Shared::new(Settings {
+            app_properties,
             app: self.app,
             version: self.version,
             mode,
@@ -1015,8 +1117,12 @@ pub(crate) fn current_global() -> Option<&'static Shared> {
 
 /// Captures `event` through the telemetry started first in this process (see
 /// [`Telemetry::capture`]). Before any start, and after shutdown, this does nothing but count
-/// the call; when telemetry is off it is one atomic load.
+/// the call; when telemetry is off it is one atomic load. Inside
+/// [`testing::record`](crate::testing::record) the event is recorded instead.
 pub fn capture<E: TelemetryEvent + ?Sized>(event: &E) {
+    if crate::testing::capture(event) {
+        return;
+    }
     match global_state() {
         Global::Off => {}
         Global::Active(shared) => shared.capture(event),

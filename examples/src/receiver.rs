@@ -1,0 +1,158 @@
+//! A PostHog-compatible receiver: it accepts what PostHog's capture API accepts on `/batch/`,
+//! `/capture/`, `/e/` and `/i/v0/e/`, answers as PostHog does, and keeps every event it got.
+//! It listens on 127.0.0.1 only.
+
+use std::io::Read as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+/// One request as it arrived, its body decompressed.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The path, such as `/batch/`.
+    pub path: String,
+    /// The body, decompressed when it was gzipped.
+    pub body: String,
+    /// The events it carried: the `batch` array, or the one event of a single capture.
+    pub events: Vec<Value>,
+}
+
+/// A receiver on 127.0.0.1, on a port of its own, until it is dropped.
+pub struct Receiver {
+    origin: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts a receiver on a free port of 127.0.0.1.
+    ///
+    /// # Errors
+    ///
+    /// When no port can be bound.
+    pub fn start() -> std::io::Result<Receiver> {
+        let server = tiny_http::Server::http("127.0.0.1:0").map_err(std::io::Error::other)?;
+        let server = Arc::new(server);
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|address| address.port())
+            .ok_or_else(|| std::io::Error::other("the receiver has no IP address"))?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let server = Arc::clone(&server);
+            let received = Arc::clone(&received);
+            std::thread::spawn(move || serve(&server, &received))
+        };
+        Ok(Receiver {
+            origin: format!("http://127.0.0.1:{port}"),
+            received,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: what `PREFIX_TELEMETRY_ENDPOINT` is set to.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Received> {
+        lock(&self.received).clone()
+    }
+
+    /// Every event received so far, in order.
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.received)
+            .iter()
+            .flat_map(|request| request.events.iter().cloned())
+            .collect()
+    }
+
+    /// Forgets what was received so far.
+    pub fn clear(&self) {
+        lock(&self.received).clear();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock(received: &Mutex<Vec<Received>>) -> MutexGuard<'_, Vec<Received>> {
+    received.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Answers requests until the server is unblocked. A request is kept before it is answered,
+/// so a sender that has its answer finds its events here.
+fn serve(server: &tiny_http::Server, received: &Mutex<Vec<Received>>) {
+    while let Ok(mut request) = server.recv() {
+        let path = request
+            .url()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let accepted = request.method() == &tiny_http::Method::Post
+            && ["/batch/", "/capture/", "/e/", "/i/v0/e/"].contains(&path.as_str());
+        let (status, answer) = if accepted {
+            match read_body(&mut request) {
+                Some(body) => match events_of(&body) {
+                    Some(events) => {
+                        lock(received).push(Received { path, body, events });
+                        (200, r#"{"status":"Ok"}"#)
+                    }
+                    None => (
+                        400,
+                        r#"{"type":"validation_error","code":"invalid_payload"}"#,
+                    ),
+                },
+                None => (400, r#"{"type":"validation_error","code":"invalid_body"}"#),
+            }
+        } else {
+            (404, r#"{"type":"not_found"}"#)
+        };
+        let response = tiny_http::Response::from_string(answer)
+            .with_status_code(status)
+            .with_header(
+                tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+                    .expect("a valid header"),
+            );
+        let _ = request.respond(response);
+    }
+}
+
+/// The body as text, gunzipped when it is gzip.
+fn read_body(request: &mut tiny_http::Request) -> Option<String> {
+    let mut raw = Vec::new();
+    request.as_reader().read_to_end(&mut raw).ok()?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    } else {
+        String::from_utf8(raw).ok()
+    }
+}
+
+/// The events of a `/batch/` body (`{"api_key", "batch": [...]}`) or of a single event's.
+fn events_of(body: &str) -> Option<Vec<Value>> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value.get("api_key")?.as_str()?;
+    match value.get("batch") {
+        Some(Value::Array(events)) => Some(events.clone()),
+        Some(_) => None,
+        None => value.get("event").is_some().then(|| vec![value]),
+    }
+}
