@@ -60,6 +60,7 @@ pub struct TaskStarted<'a> {
     pub env_name: &'a str,
     /// Which variant of the environment's task, from 0.
     pub task_index: u32,
+    /// Whether the task runs in a batch (`bench run`) or interactively (`bench interact`).
     pub execution_mode: ExecutionMode,
     /// Where the task's desktop runs.
     pub provider_type: Provider,
