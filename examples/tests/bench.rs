@@ -182,16 +182,11 @@ fn is_hash(value: &Value) -> bool {
         .is_some_and(|text| text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The property names of `event` that are its own, as a list of `&str` for comparison.
-fn fields(event: &Value, every: &[&str]) -> Vec<String> {
-    own_properties(event, every)
-}
-
 #[track_caller]
 fn assert_fields(events: &[&Value], expected: &[&str], every: &[&str]) {
     assert!(!events.is_empty(), "no event to check against {expected:?}");
     for event in events {
-        assert_eq!(fields(event, every), expected, "{event:#}");
+        assert_eq!(own_properties(event, every), expected, "{event:#}");
     }
 }
 
@@ -531,6 +526,7 @@ fn interact_trace_and_platform_list_send_only_their_safe_arguments() {
     ]));
     let trace = out.join("trace.jsonl");
     assert_eq!(std::fs::read_to_string(&trace).unwrap().lines().count(), 3);
+    assert_never_sent(&sandbox.receiver, &[USER_DIR, API_KEY, "trace.jsonl"]);
     sandbox.receiver.clear();
     let output = run_ok(&mut sandbox.opted_in(&["trace", text(&trace), "--format", "json"]));
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -545,6 +541,7 @@ fn interact_trace_and_platform_list_send_only_their_safe_arguments() {
     assert_eq!(command["properties"]["outcome"], "ok");
     assert_eq!(command["properties"]["format"], "json");
 
+    assert_never_sent(&sandbox.receiver, &[USER_DIR, API_KEY, "trace.jsonl"]);
     sandbox.receiver.clear();
     let output = run_ok(&mut sandbox.opted_in(&["platform", "list", "--json"]));
     let providers: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -557,6 +554,7 @@ fn interact_trace_and_platform_list_send_only_their_safe_arguments() {
     assert_fields(&[command], &expected, &every);
     assert_eq!(command["properties"]["command"], "platform list");
     assert_eq!(command["properties"]["json"], true);
+    assert_never_sent(&sandbox.receiver, &[USER_DIR, API_KEY, "trace.jsonl"]);
 }
 
 #[test]
@@ -585,6 +583,7 @@ fn bad_input_is_a_clear_error_and_sends_only_the_command_outcome() {
         ),
         (vec!["trace", text(&trace)], "line 1"),
     ];
+    let secrets = ["acme", USER_DIR, "beos", "broken-suite", "not-a-trace"];
     for (args, problem) in &cases {
         sandbox.receiver.clear();
         let output = sandbox.opted_in(args).output().unwrap();
@@ -599,8 +598,8 @@ fn bad_input_is_a_clear_error_and_sends_only_the_command_outcome() {
         assert_eq!(command["outcome"], "error", "{args:?}");
         assert!(command["error_type"].is_string(), "{args:?}");
         assert_eq!(command["error_message"], Value::Null, "{args:?}");
+        assert_never_sent(&sandbox.receiver, &secrets);
     }
-    assert_never_sent(&sandbox.receiver, &["acme", USER_DIR, "beos"]);
 }
 
 /// Runs one batch with `extra` environment variables, opted in otherwise.

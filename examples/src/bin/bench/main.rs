@@ -46,8 +46,8 @@
 //!   machine only. It wins over any opt-in.
 //! - The library's own: `BENCH_TELEMETRY=off`, `DO_NOT_TRACK=1`, `bench telemetry disable`,
 //!   and CI (off unless turned on explicitly).
-//! - `BENCH_TELEMETRY_DEBUG=on` (or `1`, `true`, `yes`) prints to stderr every payload exactly
-//!   as it is sent.
+//! - `BENCH_TELEMETRY_DEBUG=on` (any value but `0`, `false`, `no` or `off`) prints to stderr
+//!   every payload exactly as it is sent.
 //!
 //! # Running it
 //!

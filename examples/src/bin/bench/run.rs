@@ -154,7 +154,9 @@ pub fn run(#[telemetry] args: &RunArgs) -> Result<Vec<TaskResult>, RunError> {
     telemetry_runtime::capture(&BatchStarted {
         dataset_name: &args.dataset,
         task_count: u32::try_from(count).unwrap_or(u32::MAX),
-        variant_count: u32::try_from(count).unwrap_or(u32::MAX) * plan.variants,
+        variant_count: u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(plan.variants),
         parallelism: plan.parallelism,
         agent: plan.agent,
         model: plan.model,
