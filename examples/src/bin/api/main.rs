@@ -8,7 +8,8 @@
 //!   as that user; one with a wrong key gets 401.
 //! - `POST /api/datasets/{name}/{task}:bulk` with `{"records": [{...}, ...]}`: stores the
 //!   records in the dataset, created on first use, for the task `text_classification`,
-//!   `token_classification` or `text2text`. Bodies over 1 MiB get 413 and are not read further.
+//!   `token_classification` or `text2text`. Bodies over 1 MiB get 413: at most 1 MiB of a body
+//!   is kept in memory.
 //! - `GET /api/datasets/{name}`: the dataset's task and record count.
 //!
 //! Errors are answered as Argilla answers them, `{"detail": {"code": ..., "params": {"type":
@@ -288,22 +289,29 @@ fn answer(api: &Api, mut request: tiny_http::Request) {
     let _ = request.respond(response);
 }
 
-/// The body, read up to [`MAX_BODY`] bytes and no further.
+/// The body, kept up to [`MAX_BODY`] bytes. The rest of a larger body is read and discarded
+/// through a small buffer before answering: left unread, `tiny_http` would discard it itself
+/// with a buffer the size of what remains.
 fn read_body(request: &mut tiny_http::Request) -> Body {
-    if request
+    let body = if request
         .body_length()
         .is_some_and(|length| length > MAX_BODY)
     {
-        return Body::TooLarge;
+        Body::TooLarge
+    } else {
+        let mut bytes = Vec::new();
+        match request
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut bytes)
+        {
+            Ok(_) if bytes.len() > MAX_BODY => Body::TooLarge,
+            Ok(_) => Body::Read(bytes),
+            Err(_) => Body::Unreadable,
+        }
+    };
+    if matches!(body, Body::TooLarge) {
+        let _ = std::io::copy(request.as_reader(), &mut std::io::sink());
     }
-    let mut bytes = Vec::new();
-    match request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut bytes)
-    {
-        Ok(_) if bytes.len() > MAX_BODY => Body::TooLarge,
-        Ok(_) => Body::Read(bytes),
-        Err(_) => Body::Unreadable,
-    }
+    body
 }

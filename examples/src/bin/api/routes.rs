@@ -23,7 +23,7 @@ pub const DEFAULT_USER: &str = "argilla";
 pub enum Body {
     /// The whole body.
     Read(Vec<u8>),
-    /// Larger than [`MAX_BODY`]: not read further.
+    /// Larger than [`MAX_BODY`]: not kept.
     TooLarge,
     /// It could not be read.
     Unreadable,
