@@ -92,7 +92,10 @@ pub fn run_ok(command: &mut Command) -> Output {
 
 /// The events named `name`.
 pub fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|event| event["event"] == name).collect()
+    events
+        .iter()
+        .filter(|event| event["event"] == name)
+        .collect()
 }
 
 /// The one event named `name`.

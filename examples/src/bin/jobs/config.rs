@@ -240,7 +240,22 @@ impl Config {
             path: self.path.clone(),
             detail: error.to_string(),
         };
-        let text = serde_saphyr::to_string(&self.entries)
+        // The known keys on disk are lower case, however they were written.
+        let entries: Map<String, Value> = self
+            .entries
+            .iter()
+            .map(|(key, value)| {
+                let lower = key.to_ascii_lowercase();
+                let known = [DISABLE_ANALYTICS, NODE_TYPE, NODE_NAME, NETWORK_ID];
+                let key = if known.contains(&lower.as_str()) {
+                    lower
+                } else {
+                    key.clone()
+                };
+                (key, value.clone())
+            })
+            .collect();
+        let text = serde_saphyr::to_string(&entries)
             .map_err(|error| failed(std::io::Error::other(error.to_string())))?;
         if let Some(dir) = self.path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(failed)?;
