@@ -163,7 +163,7 @@ fn names(events: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-fn props<'a>(event: &'a Value) -> &'a Value {
+fn props(event: &Value) -> &Value {
     &event["properties"]
 }
 

@@ -16,7 +16,7 @@
 //!   (hybrid, orchestrator, compute), `nodename` (default: a generated `n-<uuid>`),
 //!   `networkid` (generated once, not settable). Keys are read in any case, written in lower
 //!   case; other keys in the file are kept. An unknown key or a bad value exits 2 and leaves
-//!   the file alone.
+//!   the file alone. `config set` already runs with the value it sets.
 //! - `jobs telemetry status|enable|disable|local|schema [--json]|reset`: what telemetry does
 //!   and everything it can send (`examples/jobs.TELEMETRY.md`).
 //! - Global options: `--config KEY=VALUE` (repeatable) overrides a key for one run;
@@ -376,7 +376,6 @@ fn config_set(
     let checked = ConfigKey::parse(raw_key)?;
     let value = checked.value(value)?;
     let config = file.as_mut().map_err(|error| error.clone())?;
-    let _ = key;
     config.set(checked.name(), value);
     config.save()?;
     println!(

@@ -596,7 +596,9 @@ fn bytes(value: &Scalar) -> Option<u64> {
         }
     };
     let bytes = number * unit;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19).then_some(bytes.round() as u64)
+    (0.0..1.8e19)
+        .contains(&bytes)
+        .then_some(bytes.round() as u64)
 }
 
 /// A whole number from `1` or `"1"`.
