@@ -79,7 +79,13 @@ fn each_disclosure_lists_only_its_own_program_s_events() {
             .map(|title| title.split('`').next().unwrap_or_default().to_owned())
             .collect()
     };
-    let library = ["app_fatal", "app_started", "app_stopped", "command", "telemetry_dropped"];
+    let library = [
+        "app_fatal",
+        "app_started",
+        "app_stopped",
+        "command",
+        "telemetry_dropped",
+    ];
     for (name, schema) in &schemas {
         let own: Vec<String> = events(schema)
             .into_iter()

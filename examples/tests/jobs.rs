@@ -426,6 +426,9 @@ fn a_failing_run_is_retried_once_and_a_trusted_image_is_sent_in_clear() {
     let command = only(&events, "command");
     assert_eq!(own_properties(command, &common), RUN_COMMAND);
     assert_eq!(props(command)["format"], Value::Null);
+    // The job failed, so the command did.
+    assert_eq!(props(command)["outcome"], "error");
+    assert_eq!(props(command)["error_message"], "the job failed");
     assert_never_sent(&sandbox.receiver, &[NAMESPACE, JOB_NAME, TASK_NAME]);
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use telemetry_runtime::TelemetryValue;
 
-use crate::events::NodeType;
+use super::events::NodeType;
 
 /// The key that turns telemetry off.
 pub const DISABLE_ANALYTICS: &str = "disableanalytics";

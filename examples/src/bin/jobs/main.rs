@@ -101,10 +101,10 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use telemetry_runtime::{Builder, Mode, Polarity, Telemetry, TelemetryCommand, instrument_command};
 
-use crate::config::{Config, ConfigError, ConfigKey};
-use crate::events::{JobState, Node, NodeEnvironment, NodeType};
-use crate::sim::RunError;
-use crate::spec::SpecFormat;
+use self::config::{Config, ConfigError, ConfigKey};
+use self::events::{JobState, Node, NodeEnvironment, NodeType};
+use self::sim::RunError;
+use self::spec::SpecFormat;
 
 /// A single-node job scheduler.
 #[derive(Parser)]
@@ -175,7 +175,7 @@ impl Settings {
     }
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut overrides = Vec::new();
     for text in &cli.overrides {
@@ -265,8 +265,8 @@ fn main() -> ExitCode {
             }
             let node_name = decided.text(config::NODE_NAME).unwrap_or_default();
             match run(&spec, format, &node_name) {
-                Ok(JobState::Completed | JobState::Stopped) => ExitCode::SUCCESS,
-                Ok(JobState::Failed) => ExitCode::FAILURE,
+                Ok(()) => ExitCode::SUCCESS,
+                Err(RunError::JobFailed) => ExitCode::FAILURE,
                 Err(error) => {
                     eprintln!("jobs: {}", error.detail());
                     ExitCode::FAILURE
@@ -359,10 +359,14 @@ fn telemetry(settings: &Settings, decided: &Config, node_type: Option<NodeType>)
 
 /// Submits the job in `spec` and runs it.
 #[instrument_command(name = "run", message, args(format))]
-fn run(spec: &Path, format: Option<SpecFormat>, node_name: &str) -> Result<JobState, RunError> {
+fn run(spec: &Path, format: Option<SpecFormat>, node_name: &str) -> Result<(), RunError> {
     let (job, _) = spec::read(spec, format).map_err(RunError::Spec)?;
     let mut stdout = std::io::stdout().lock();
-    sim::submit_and_run(&job, node_name, &mut stdout)
+    // A job that fails is a command that fails: its outcome and exit code say so.
+    match sim::submit_and_run(&job, node_name, &mut stdout)? {
+        JobState::Failed => Err(RunError::JobFailed),
+        JobState::Completed | JobState::Stopped => Ok(()),
+    }
 }
 
 /// Sets `raw_key` (known as `key`) to `value` in the configuration file.

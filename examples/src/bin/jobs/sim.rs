@@ -20,11 +20,11 @@ use std::time::{Duration, Instant, SystemTime};
 use telemetry_runtime::capture;
 use uuid::Uuid;
 
-use crate::events::{
+use super::events::{
     ComputeState, DesiredState, EngineType, ErrorCode, ExecutionResources, ExecutionUpdated, Gpu,
     JobFinished, JobState, JobSubmitted,
 };
-use crate::spec::{Job, Plan, SpecError, input_source_type};
+use super::spec::{Job, Plan, SpecError, input_source_type};
 
 /// The most output a task keeps, per stream.
 const OUTPUT_LIMIT: usize = 4096;
@@ -49,6 +49,8 @@ pub enum RunError {
     Spec(SpecError),
     /// The spec was read but cannot run.
     Invalid(String),
+    /// The job ran and failed; its summary is already printed.
+    JobFailed,
 }
 
 impl RunError {
@@ -56,7 +58,7 @@ impl RunError {
     pub fn detail(&self) -> String {
         match self {
             RunError::Spec(error) => error.detail(),
-            RunError::Invalid(_) => self.to_string(),
+            RunError::Invalid(_) | RunError::JobFailed => self.to_string(),
         }
     }
 }
@@ -66,6 +68,7 @@ impl fmt::Display for RunError {
         match self {
             RunError::Spec(error) => error.fmt(f),
             RunError::Invalid(reason) => write!(f, "invalid job spec: {reason}"),
+            RunError::JobFailed => f.write_str("the job failed"),
         }
     }
 }
@@ -115,7 +118,7 @@ pub fn submit_and_run(
         version: 1,
         revision: 1,
         task_name: task.and_then(|task| task.name.as_deref()),
-        engine_type: engine.map(|engine| crate::spec::engine_type(&engine.engine_type)),
+        engine_type: engine.map(|engine| super::spec::engine_type(&engine.engine_type)),
         publisher_type: plan.publisher,
         env_var_count: job.env_var_count(),
         task_meta_count: task.map_or(0, |task| task.meta.len() as u64),
@@ -421,8 +424,8 @@ fn pullable(image: &str) -> bool {
 mod tests {
     use telemetry_runtime::testing;
 
+    use super::super::spec::{SpecFormat, parse};
     use super::*;
-    use crate::spec::{SpecFormat, parse};
 
     fn job(image: &str, command: &str) -> Job {
         parse(

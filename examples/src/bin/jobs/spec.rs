@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use telemetry_runtime::TelemetryValue;
 
-use crate::events::{EngineType, GpuVendor, InputSourceType, JobType, NetworkType, PublisherType};
+use super::events::{EngineType, GpuVendor, InputSourceType, JobType, NetworkType, PublisherType};
 
 /// A job spec's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, TelemetryValue, clap::ValueEnum)]
