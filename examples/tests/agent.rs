@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use support::{
-    Sandbox, assert_never_sent, every_event_properties, files_under, named, only, own_properties,
-    run_ok,
+    Sandbox, assert_never_sent, assert_nothing_sent_or_written, every_event_properties,
+    files_under, named, only, own_properties, run_ok,
 };
 
 const MARKER: &str = ".opt-out-from-anonymous-statistics";
@@ -367,19 +367,6 @@ fn assert_sent(sandbox: &Sandbox) {
     assert!(!files_under(&sandbox.state_dir("agent")).is_empty());
 }
 
-#[track_caller]
-fn assert_nothing_sent_or_written(sandbox: &Sandbox) {
-    assert!(
-        sandbox.receiver.requests().is_empty(),
-        "{:#?}",
-        sandbox.receiver.events()
-    );
-    assert_eq!(
-        files_under(&sandbox.state_dir("agent")),
-        Vec::<PathBuf>::new()
-    );
-}
-
 #[test]
 fn a_run_with_nothing_opting_out_sends_and_keeps_its_state() {
     assert_sent(&run_opted_in(|_, _| {}));
@@ -397,7 +384,7 @@ fn the_opt_out_marker_sends_and_writes_nothing() {
         std::fs::create_dir_all(config_dir(sandbox)).unwrap();
         std::fs::write(config_dir(sandbox).join(MARKER), b"").unwrap();
     });
-    assert_nothing_sent_or_written(&sandbox);
+    assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
 }
 
 #[test]
@@ -410,7 +397,7 @@ fn the_opt_out_marker_in_a_chosen_configuration_directory_sends_and_writes_nothi
         command.env("AGENT_CONFIG_DIR", &dir);
         chosen = Some(dir);
     });
-    assert_nothing_sent_or_written(&sandbox);
+    assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
     assert_eq!(files_under(&chosen.unwrap()).len(), 1, "only the marker");
 }
 
@@ -420,7 +407,7 @@ fn disable_telemetry_sends_and_writes_nothing() {
         let sandbox = run_opted_in(|_, command| {
             command.env("DISABLE_TELEMETRY", value);
         });
-        assert_nothing_sent_or_written(&sandbox);
+        assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
     }
 }
 
@@ -435,16 +422,16 @@ fn install_disable_telemetry_opts_out_for_good_and_sends_nothing_itself() {
     );
     assert!(config_dir(&sandbox).join(MARKER).is_file());
     assert!(config_dir(&sandbox).join("agent.conf").is_file());
-    assert_nothing_sent_or_written(&sandbox);
+    assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
 
     let output = run_ok(&mut sandbox.opted_in(&["run", "--exit-after", "0"]));
     assert!(stdout(&output).starts_with("ready\n"));
-    assert_nothing_sent_or_written(&sandbox);
+    assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
 
     // Installing again without the flag keeps the choice.
     run_ok(&mut sandbox.opted_in(&["install"]));
     assert!(config_dir(&sandbox).join(MARKER).is_file());
-    assert_nothing_sent_or_written(&sandbox);
+    assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
 }
 
 #[test]

@@ -13,7 +13,8 @@ use std::process::{Child, ChildStdout, Command};
 
 use serde_json::{Value, json};
 use support::{
-    Sandbox, assert_never_sent, every_event_properties, files_under, named, only, own_properties,
+    Sandbox, assert_never_sent, assert_nothing_sent_or_written, every_event_properties,
+    files_under, named, only, own_properties,
 };
 
 /// The fields every request-level event carries for its client.
@@ -534,16 +535,7 @@ fn api_enable_telemetry_off_sends_nothing_and_writes_nothing_while_the_api_works
         let sandbox = sandbox();
         // Opted in with API_TELEMETRY=on as well: the opt-out wins.
         run_flow(&sandbox, &[("API_ENABLE_TELEMETRY", value)]);
-        assert!(
-            sandbox.receiver.requests().is_empty(),
-            "API_ENABLE_TELEMETRY={value:?}: {:?}",
-            sandbox.receiver.requests()
-        );
-        assert_eq!(
-            files_under(&sandbox.state_dir("api")),
-            Vec::<std::path::PathBuf>::new(),
-            "API_ENABLE_TELEMETRY={value:?}"
-        );
+        assert_nothing_sent_or_written(&sandbox, "api", &format!("API_ENABLE_TELEMETRY={value:?}"));
     }
 }
 

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::{
-    Sandbox, assert_never_sent, every_event_properties, files_under, named, only, own_properties,
-    run_ok,
+    Sandbox, assert_never_sent, assert_nothing_sent_or_written, every_event_properties,
+    files_under, named, only, own_properties, run_ok,
 };
 
 fn sandbox() -> Sandbox {
@@ -624,15 +624,10 @@ fn telemetry_enabled_false_sends_and_writes_nothing_and_wins_over_an_opt_in() {
     for value in ["false", "0", "no", "OFF", " False ", "maybe"] {
         let sandbox = sandbox();
         run_with(&sandbox, &[("BENCH_TELEMETRY_ENABLED", value)]);
-        assert!(
-            sandbox.receiver.requests().is_empty(),
-            "BENCH_TELEMETRY_ENABLED={value:?} sent {:#?}",
-            sandbox.receiver.events()
-        );
-        let files = files_under(&sandbox.state_dir("bench"));
-        assert!(
-            files.is_empty(),
-            "BENCH_TELEMETRY_ENABLED={value:?} wrote {files:?}"
+        assert_nothing_sent_or_written(
+            &sandbox,
+            "bench",
+            &format!("BENCH_TELEMETRY_ENABLED={value:?}"),
         );
         let status = run_ok(
             sandbox

@@ -161,3 +161,16 @@ pub fn every_event_properties(sandbox: &Sandbox) -> Vec<String> {
         .map(|property| property["name"].as_str().expect("a name").to_owned())
         .collect()
 }
+
+/// Fails the test, saying `why`, unless the receiver got no request and the program's
+/// telemetry state directory holds no file: what every opt-out must guarantee.
+#[track_caller]
+pub fn assert_nothing_sent_or_written(sandbox: &Sandbox, app: &str, why: &str) {
+    assert!(
+        sandbox.receiver.requests().is_empty(),
+        "{why}: sent {:#?}",
+        sandbox.receiver.events()
+    );
+    let files = files_under(&sandbox.state_dir(app));
+    assert!(files.is_empty(), "{why}: wrote {files:?}");
+}
