@@ -324,6 +324,40 @@ fn hashed_and_trusted_collections_are_sent_element_by_element() {
 }
 
 #[test]
+fn a_trusted_prefix_vouches_only_for_a_plain_reference() {
+    #[derive(TelemetryEvent)]
+    struct Pulled<'a> {
+        #[trusted_or_hash(prefixes = ["ghcr.io/acme/", "acme/"])]
+        images: Vec<&'a str>,
+    }
+    let trusted = [
+        "ghcr.io/acme/worker:1.2",
+        "ACME/worker",
+        "acme/tools/lint:v2+build.7",
+        "acme/worker@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    ];
+    // Each starts with a trusted prefix, and each could carry someone's text after it.
+    let hostile = [
+        "ghcr.io/acme/../alice.martin/payroll:1.0",
+        "acme/alice.martin@example.com-secret:1.0",
+        "acme/worker@sha256:not-a-digest",
+        "acme/worker@",
+        "acme/Alice Martin",
+        "acme/tag\u{0}with-a-nul",
+        "acme/caf\u{e9}",
+        "acme/%2e%2e/alice",
+    ];
+    let images: Vec<&str> = trusted.iter().chain(&hostile).copied().collect();
+    let value = sent(&Pulled { images });
+    let expected: Vec<Value> = trusted
+        .iter()
+        .map(|image| json!(image))
+        .chain(hostile.iter().map(|image| hashed(image)))
+        .collect();
+    assert_eq!(value, json!({ "images": expected }));
+}
+
+#[test]
 fn a_plain_value_that_cannot_be_json_is_an_error_naming_its_property() {
     #[derive(TelemetryEvent)]
     struct Bad {

@@ -85,9 +85,11 @@ pub struct Trust {
 
 impl Trust {
     fn trusts(&self, text: &str) -> bool {
-        self.prefixes
-            .iter()
-            .any(|prefix| starts_with_ignoring_case(text, prefix))
+        (plain_reference(text)
+            && self
+                .prefixes
+                .iter()
+                .any(|prefix| starts_with_ignoring_case(text, prefix)))
             || self.rule.is_some_and(|rule| rule(text))
     }
 
@@ -98,6 +100,27 @@ impl Trust {
             out.hex(&key.hash(bytes));
         }
     }
+}
+
+/// Whether `text` is a plain reference, such as an image name, that a trusted prefix may vouch
+/// for: ASCII letters, digits and `._-/:+`, no `..` (which would leave the prefix's
+/// namespace), and `@` only for a `@sha256:` digest. Anything else after a trusted prefix could
+/// be someone's text (`ghcr.io/acme/../alice`, `acme/alice@example.com`), so it is hashed.
+fn plain_reference(text: &str) -> bool {
+    let (name, digest) = match text.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (text, None),
+    };
+    let digest_ok = digest.is_none_or(|digest| {
+        digest
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    digest_ok
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:+".contains(&b))
 }
 
 fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
