@@ -558,8 +558,10 @@ fn a_panic_on_the_main_thread_is_sent_or_spooled_before_the_process_ends() {
     // Unwinding dropped the guard: no clean stop, so no `app_stopped`.
     assert_eq!(names, ["app_started", "worked", "app_fatal"]);
     let fatal = &sent[2]["properties"];
-    // The program's file name, without the directory it was run from.
-    assert_eq!(fatal["process"], "telemetry-probe");
+    // The program runs as `telemetry-probe`, which is neither the app's name (`probe`) nor
+    // one of its helpers' (`probe-...`): the app's name is sent instead of a name chosen by
+    // whoever installed it.
+    assert_eq!(fatal["process"], "probe");
     assert_eq!(fatal["thread"], "main");
     assert_eq!(fatal["file"], "tests/probe.rs");
     assert_eq!(fatal["message"], "the probe could not read <path>");

@@ -65,8 +65,9 @@ pub(crate) struct AppStopped {
 #[derive(TelemetryEvent)]
 #[telemetry(crate = crate)]
 pub(crate) struct AppFatal<'a> {
-    /// The file name of the program that panicked, without its directory (`jobs`), scrubbed;
-    /// null when unknown.
+    /// The program that panicked: its file name when it is the application's name or that of
+    /// one of its helpers (`jobs`, `jobs-worker`), else the application's name; never the
+    /// directory it was run from.
     #[scrub(max_len = 64)]
     pub process: Option<&'a str>,
     /// The name of the thread that panicked, scrubbed; null when it has none.

@@ -156,12 +156,9 @@ fn report(info: &PanicHookInfo<'_>) {
     let frame = crate::instrument::current();
     let location = info.location();
     let file = location.map(|location| source_file(location.file()));
-    let program = std::env::args_os().next().map(std::path::PathBuf::from);
+    let process = process_name(&shared.settings.app);
     let event = AppFatal {
-        process: program
-            .as_deref()
-            .and_then(std::path::Path::file_name)
-            .and_then(std::ffi::OsStr::to_str),
+        process: Some(&process),
         thread: thread.name(),
         file: file.as_deref().map(Sanitized),
         line: location.map(|location| location.line()),
@@ -171,6 +168,34 @@ fn report(info: &PanicHookInfo<'_>) {
         message: payload_text(info.payload()),
     };
     record(shared, &event, cfg!(panic = "abort"));
+}
+
+/// The program's file name when it is the application's name, or the name of one of its helper
+/// programs (`agent`, `agent-plugin`, `agent.exe`); else the application's name. A program
+/// can be run under any name (a symlink `alice-agent`), and that name is not the program's to
+/// send.
+fn process_name(app: &str) -> String {
+    let program = std::env::args_os().next().map(std::path::PathBuf::from);
+    let file = program
+        .as_deref()
+        .and_then(std::path::Path::file_name)
+        .and_then(std::ffi::OsStr::to_str);
+    match file {
+        Some(file) if is_helper_of(file, app) => file.to_owned(),
+        _ => app.to_owned(),
+    }
+}
+
+fn is_helper_of(file: &str, app: &str) -> bool {
+    let Some(rest) = file.strip_prefix(app) else {
+        return false;
+    };
+    rest.is_empty()
+        || (rest.len() <= 32
+            && rest.starts_with(['-', '_', '.'])
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)))
 }
 
 /// The text a panic carries: `panic!` makes a `&'static str` or a `String`; anything else
@@ -283,6 +308,23 @@ mod tests {
     /// A pipeline in local mode recording to `dir`.
     fn local_pipeline(dir: &Path) -> Arc<Shared> {
         Shared::new(crate::pipeline::Settings::local_for_tests(dir))
+    }
+
+    #[test]
+    fn only_the_application_s_own_program_names_are_sent() {
+        for helper in ["agent", "agent-plugin", "agent.exe", "agent_go.d"] {
+            assert!(is_helper_of(helper, "agent"), "{helper}");
+        }
+        for other in [
+            "alice-agent",
+            "agent-of-Alice",
+            "agent alice",
+            "agentx",
+            "agent-alice.martin@example.com",
+            "",
+        ] {
+            assert!(!is_helper_of(other, "agent"), "{other}");
+        }
     }
 
     fn fatal(message: &str) -> AppFatal<'_> {
