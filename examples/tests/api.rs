@@ -8,8 +8,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Command};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
@@ -492,6 +495,61 @@ fn sigint_stops_the_server_cleanly() {
     only(&events, "user_info_requested");
     assert_eq!(only(&events, "command")["properties"]["outcome"], "ok");
     assert_eq!(only(&events, "app_stopped")["properties"]["panics"], 0);
+}
+
+#[test]
+fn sigterm_stops_the_server_while_a_client_holds_back_the_body_it_announced() {
+    let sandbox = sandbox();
+    let server = Server::start(sandbox.opted_in(&["serve", "--port", "0", "--workers", "1"]));
+    let address = server.origin.strip_prefix("http://").unwrap();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let mut client = TcpStream::connect(address).unwrap();
+    // `Expect: 100-continue` makes the server answer `100 Continue` when the worker starts
+    // reading the body: once it arrives, the only worker is reading.
+    client
+        .write_all(
+            b"POST /api/datasets/slow/text_classification:bulk HTTP/1.1\r\n\
+              Host: 127.0.0.1\r\n\
+              Content-Length: 100000\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line:?}");
+    client.write_all(b"{\"rec").unwrap();
+
+    let Server {
+        mut child,
+        mut stdout,
+        ..
+    } = server;
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let (exited, exit) = mpsc::channel();
+    std::thread::spawn(move || {
+        let status = child.wait();
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        let _ = exited.send((status, rest));
+    });
+    let Ok((status, rest)) = exit.recv_timeout(Duration::from_secs(20)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("the server was still running 20 s after SIGTERM");
+    };
+    assert!(status.unwrap().success());
+    assert_eq!(rest, "stopped by a signal\n");
+    // The client was still connected, holding back the body, while the server stopped.
+    drop(client);
+
+    let events = sandbox.receiver.events();
+    assert_eq!(only(&events, "command")["properties"]["outcome"], "ok");
+    only(&events, "app_stopped");
 }
 
 /// A bulk log and the current user, with `env` set, then SIGTERM.

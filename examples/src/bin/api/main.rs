@@ -57,9 +57,18 @@
 //! ```
 //!
 //! `--port 0` picks a free port. The server prints `listening on http://127.0.0.1:PORT` when
-//! it accepts requests and stops on Ctrl-C or SIGTERM, sending `app_stopped`. No endpoint is
-//! compiled in, so events go to the local log in `$XDG_CONFIG_HOME/api/telemetry/` unless
+//! it accepts requests and stops on Ctrl-C or SIGTERM, sending `app_stopped`: it waits at
+//! most 2 s for the requests in progress, then exits without them. No endpoint is compiled
+//! in, so events go to the local log in `$XDG_CONFIG_HOME/api/telemetry/` unless
 //! `API_TELEMETRY_ENDPOINT` names a PostHog endpoint.
+//!
+//! # Known limit: slow clients
+//!
+//! `tiny_http` 0.12 sets no timeout on the connections it accepts and gives no access to a
+//! request's socket, so a body cannot be read against a deadline: a client that announces a
+//! body and stops sending holds a worker until it closes the connection, and `--workers`
+//! such clients stall the server. Stopping is not affected, as above. The server listens on
+//! 127.0.0.1 only; in front of other clients it would need a proxy that enforces timeouts.
 
 mod events;
 mod headers;
@@ -68,8 +77,10 @@ mod routes;
 use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use clap::Parser as _;
 use telemetry_runtime::{
@@ -81,6 +92,9 @@ use crate::routes::{Api, Body, MAX_BODY, Request, Response, User};
 
 /// The port Argilla serves on.
 const DEFAULT_PORT: u16 = 6900;
+
+/// How long a stop waits for the workers to finish the requests they are on.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// An annotation-data API server on 127.0.0.1.
 #[derive(clap::Parser)]
@@ -207,16 +221,27 @@ fn serve(port: PortChoice, workers: u16, port_number: u16, user: User) -> Result
 
     let api = Arc::new(Api::new(user));
     let stopping = Arc::new(AtomicBool::new(false));
+    // Each worker holds a sender until it returns or unwinds, so the receiver disconnects
+    // once every worker is done; nothing is ever sent on it.
+    let (exiting, all_exited) = mpsc::channel::<()>();
     let threads: Vec<_> = (0..workers)
         .map(|index| {
-            let (server, api, stopping) =
-                (Arc::clone(&server), Arc::clone(&api), Arc::clone(&stopping));
+            let (server, api, stopping, exiting) = (
+                Arc::clone(&server),
+                Arc::clone(&api),
+                Arc::clone(&stopping),
+                exiting.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("api-worker-{index}"))
-                .spawn(move || work(&server, &api, &stopping))
+                .spawn(move || {
+                    let _exiting = exiting;
+                    work(&server, &api, &stopping);
+                })
         })
         .collect::<Result<_, _>>()
         .map_err(|error| ServeError::Bind(format!("cannot start a worker: {error}")))?;
+    drop(exiting);
     println!("listening on http://{address}");
     let _ = std::io::stdout().flush();
 
@@ -226,8 +251,16 @@ fn serve(port: PortChoice, workers: u16, port_number: u16, user: User) -> Result
     for _ in &threads {
         server.unblock();
     }
-    for thread in threads {
-        let _ = thread.join();
+    // A worker blocked reading a client that sends nothing would never return: wait for the
+    // workers only so long, then stop without them; they end with the process.
+    if let Err(RecvTimeoutError::Disconnected) = all_exited.recv_timeout(SHUTDOWN_GRACE) {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    } else {
+        eprintln!(
+            "api: stopping without waiting further for a request still being read or answered"
+        );
     }
     println!("stopped by a signal");
     let _ = std::io::stdout().flush();
