@@ -140,6 +140,9 @@ fn default_max_steps() -> u32 {
 pub struct Dataset {
     pub name: String,
     pub tasks: Vec<Task>,
+    /// Whether the tasks come from the user's dataset file, whose failure messages are the
+    /// user's own text, rather than from a built-in dataset, whose messages are ours.
+    pub from_file: bool,
 }
 
 /// A dataset file: `{"tasks": [{"env": "...", "os": "linux", "outcome": "evaluated",
@@ -272,6 +275,7 @@ pub fn builtin(name: &str) -> Option<Dataset> {
     Some(Dataset {
         name: name.to_owned(),
         tasks,
+        from_file: false,
     })
 }
 
@@ -317,6 +321,7 @@ pub fn load(name: &str) -> Result<Dataset, DatasetError> {
     Ok(Dataset {
         name: name.to_owned(),
         tasks: file.tasks,
+        from_file: true,
     })
 }
 
