@@ -353,34 +353,27 @@ fn run_sends_each_documented_event_with_exactly_its_fields() {
     expected.sort();
     assert_eq!(got, expected);
 
-    // Failures: their stage and type, and their messages scrubbed.
-    let mut got: Vec<(String, String, String)> = failed
+    // Failures: their stage and type; their messages are the user's text and never sent.
+    let mut got: Vec<(String, String)> = failed
         .iter()
         .map(|event| {
             let properties = &event["properties"];
-            assert_eq!(properties["error_message_truncated"], false);
+            assert_eq!(properties["error_message"], Value::Null, "{event:#}");
             (
                 properties["stage"].as_str().unwrap().to_owned(),
                 properties["error_type"].as_str().unwrap().to_owned(),
-                properties["error_message"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
     got.sort();
-    let mut expected: Vec<(String, String, String)> = DATASET
+    let mut expected: Vec<(String, String)> = DATASET
         .iter()
         .filter_map(|spec| match spec.outcome {
             Outcome::Fails { stage, error, .. } => Some((stage, error)),
             Outcome::Scored { .. } => None,
         })
         .flat_map(|(stage, error)| (0..variants).map(move |_| (stage, error)))
-        .map(|(stage, error)| {
-            let message = match stage {
-                "step" => "login to <url> as <email> failed",
-                _ => "cannot open <path>: locked",
-            };
-            (stage.to_owned(), error.to_owned(), message.to_owned())
-        })
+        .map(|(stage, error)| (stage.to_owned(), error.to_owned()))
         .collect();
     expected.sort();
     assert_eq!(got, expected);
@@ -778,5 +771,38 @@ fn what_identifies_the_user_is_never_sent() {
             "example.com",
             "qcow2",
         ],
+    );
+}
+
+#[test]
+fn a_dataset_files_failure_message_and_the_api_key_are_never_sent() {
+    let sandbox = sandbox();
+    let path = sandbox.home.path().join("suite.json");
+    let task = serde_json::json!({
+        "env": "vpn",
+        "os": "linux",
+        "outcome": "fails",
+        "stage": "step",
+        "error": "authentication_error",
+        "message": "login as alice.martin with password {api_key} for Alice Martin",
+    });
+    std::fs::write(&path, serde_json::json!({ "tasks": [task] }).to_string()).unwrap();
+    let output = run_ok(&mut sandbox.opted_in(&[
+        "run",
+        "--dataset",
+        text(&path),
+        "--api-key",
+        "hunter2pass",
+    ]));
+    // The user sees their message; it stays on their machine.
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Alice Martin"));
+    let events = sandbox.receiver.events();
+    let failed = only(&events, "task_failed");
+    assert_eq!(failed["properties"]["error_message"], Value::Null);
+    assert_eq!(failed["properties"]["error_type"], "authentication_error");
+    assert_eq!(failed["properties"]["stage"], "step");
+    assert_never_sent(
+        &sandbox.receiver,
+        &["alice.martin", "Alice Martin", "hunter2pass"],
     );
 }

@@ -676,6 +676,30 @@ fn a_malformed_configuration_turns_telemetry_off_and_the_job_still_runs() {
 }
 
 #[test]
+fn a_key_given_twice_in_any_case_is_a_malformed_configuration() {
+    for text in [
+        "disableanalytics: false\nDisableAnalytics: true\n",
+        "disableanalytics: false\ndisableanalytics: true\n",
+    ] {
+        check_run(
+            |sandbox| {
+                let dir = sandbox.config_home().join("jobs");
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("config.yaml"), text).unwrap();
+                let list = sandbox.opted_in(&["config", "list"]).output().unwrap();
+                assert_eq!(list.status.code(), Some(1), "{text:?}: {list:?}");
+                let stderr = String::from_utf8_lossy(&list.stderr);
+                assert!(stderr.contains("cannot read the configuration"), "{stderr}");
+                assert!(stderr.contains("disableanalytics"), "{stderr}");
+                Vec::new()
+            },
+            &[],
+            false,
+        );
+    }
+}
+
+#[test]
 fn config_set_refuses_unknown_keys_and_bad_values_and_leaves_the_file_alone() {
     let sandbox = Sandbox::new(BIN, "JOBS");
     let file = sandbox.config_home().join("jobs").join("config.yaml");

@@ -141,7 +141,9 @@ pub fn run(
         config_file: config.from_file,
     });
     let started = Instant::now();
-    let at = |seconds: Option<u64>| seconds.map(|s| started + Duration::from_secs(s));
+    // A deadline past what an `Instant` can hold is never reached.
+    let at =
+        |seconds: Option<u64>| seconds.and_then(|s| started.checked_add(Duration::from_secs(s)));
     let (exit_at, panic_at) = (at(exit_after), at(panic_after));
     println!("ready");
     let _ = std::io::stdout().flush();
@@ -230,6 +232,22 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(60));
         assert_eq!(events.only("agent_configured")["config_file"], false);
         assert_eq!(events.only("command")["exit_after"], 3600);
+    }
+
+    #[test]
+    fn a_deadline_too_far_to_compute_is_never_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stop, stopped) = mpsc::channel();
+        stop.send(()).unwrap();
+        let events = testing::record(|| {
+            assert_eq!(
+                run(dir.path(), Some(u64::MAX), Some(u64::MAX), &stopped).unwrap(),
+                Stopped::Signal { rounds: 1 }
+            );
+        });
+        let command = events.only("command");
+        assert_eq!(command["outcome"], "ok");
+        assert_eq!(command["exit_after"], u64::MAX);
     }
 
     #[test]

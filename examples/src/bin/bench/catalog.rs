@@ -135,11 +135,18 @@ fn default_max_steps() -> u32 {
     15
 }
 
+/// The most steps a task may take: the scripted agent does each one, so a larger bound
+/// would keep a run busy for hours.
+pub const MAX_STEPS: u32 = 1000;
+
 /// A named set of tasks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub name: String,
     pub tasks: Vec<Task>,
+    /// Whether the tasks come from the user's dataset file, whose failure messages are the
+    /// user's own text, rather than from a built-in dataset, whose messages are ours.
+    pub from_file: bool,
 }
 
 /// A dataset file: `{"tasks": [{"env": "...", "os": "linux", "outcome": "evaluated",
@@ -170,10 +177,11 @@ pub enum DatasetError {
     },
     #[error("dataset {0} has no tasks")]
     Empty(String),
-    #[error("task `{env}` of dataset {path}: {problem}")]
+    /// Names the task by its position: its text is the user's.
+    #[error("task {index} of dataset {path}: {problem}")]
     Invalid {
         path: String,
-        env: String,
+        index: usize,
         problem: &'static str,
     },
 }
@@ -272,6 +280,7 @@ pub fn builtin(name: &str) -> Option<Dataset> {
     Some(Dataset {
         name: name.to_owned(),
         tasks,
+        from_file: false,
     })
 }
 
@@ -296,8 +305,9 @@ pub fn load(name: &str) -> Result<Dataset, DatasetError> {
     if file.tasks.is_empty() {
         return Err(DatasetError::Empty(name.to_owned()));
     }
-    for task in &file.tasks {
+    for (index, task) in file.tasks.iter().enumerate() {
         let problem = match task.script {
+            _ if task.max_steps > MAX_STEPS => Some("max_steps must be at most 1000"),
             Script::Evaluated { reward, .. } if !(0.0..=1.0).contains(&reward) => {
                 Some("the reward must be between 0 and 1")
             }
@@ -309,7 +319,7 @@ pub fn load(name: &str) -> Result<Dataset, DatasetError> {
         if let Some(problem) = problem {
             return Err(DatasetError::Invalid {
                 path: name.to_owned(),
-                env: task.env.clone(),
+                index,
                 problem,
             });
         }
@@ -317,6 +327,7 @@ pub fn load(name: &str) -> Result<Dataset, DatasetError> {
     Ok(Dataset {
         name: name.to_owned(),
         tasks: file.tasks,
+        from_file: true,
     })
 }
 
@@ -391,6 +402,24 @@ mod tests {
             load(path.to_str().unwrap()),
             Err(DatasetError::Invalid { .. })
         ));
+        // Steps are bounded: each is work the run does.
+        for task in [
+            r#"{"env": "secret-env", "os": "linux", "outcome": "evaluated", "steps": 4294967295, "reward": 1, "max_steps": 4294967295}"#,
+            r#"{"env": "secret-env", "os": "linux", "outcome": "evaluated", "steps": 4294967295, "reward": 1}"#,
+            r#"{"env": "secret-env", "os": "linux", "outcome": "fails", "stage": "evaluate", "error": "timeout", "message": "m", "max_steps": 1001}"#,
+        ] {
+            let ok = r#"{"env": "x", "os": "linux", "outcome": "evaluated", "steps": 1000, "reward": 1, "max_steps": 1000}"#;
+            std::fs::write(&path, format!(r#"{{"tasks": [{ok}, {task}]}}"#)).unwrap();
+            let error = load(path.to_str().unwrap()).unwrap_err();
+            assert!(
+                matches!(error, DatasetError::Invalid { index: 1, .. }),
+                "{error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("task 1 of dataset"), "{message}");
+            assert!(message.contains("steps"), "{message}");
+            assert!(!message.contains("secret-env"), "{message}");
+        }
         let missing = dir.path().join("missing.json");
         assert!(matches!(
             load(missing.to_str().unwrap()),

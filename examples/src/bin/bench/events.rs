@@ -116,10 +116,12 @@ pub struct TaskFailed<'a> {
     pub task_index: u32,
     /// The kind of error, from a fixed list.
     pub error_type: ErrorType,
-    /// The error's message without paths, URLs, e-mail addresses, keys or tokens, cut to
-    /// 200 bytes.
+    /// The error's message when it is the program's own text (a built-in dataset's task or
+    /// a provider without the task's desktop), never holding the API key, without paths,
+    /// URLs, e-mail addresses, keys or tokens, cut to 200 bytes; `null` for a task of a
+    /// dataset file, whose messages are the user's own text.
     #[scrub(max_len = 200)]
-    pub error_message: &'a str,
+    pub error_message: Option<&'a str>,
     /// Where the task failed.
     pub stage: Stage,
     /// The random id of the batch.

@@ -96,6 +96,8 @@ pub enum RunError {
 
 /// The key a failing task's message quotes when the run was given none.
 const DEMO_KEY: &str = "sk-bench-demo-7d41c9e0a2f86b35";
+/// What stands for the key in the message that is sent: the key itself never is.
+const KEY_PLACEHOLDER: &str = "REDACTED";
 
 /// A batch ready to run.
 pub struct Plan<'a> {
@@ -106,6 +108,9 @@ pub struct Plan<'a> {
     pub model: Option<&'a str>,
     pub provider: Provider,
     pub api_key: Option<&'a str>,
+    /// Whether the tasks come from the user's dataset file: their failure messages are then
+    /// the user's own text, and are never sent.
+    pub from_file: bool,
     pub run_id: &'a str,
 }
 
@@ -149,6 +154,7 @@ pub fn run(#[telemetry] args: &RunArgs) -> Result<Vec<TaskResult>, RunError> {
         model: args.model.as_deref(),
         provider: args.provider,
         api_key: args.api_key.as_deref(),
+        from_file: dataset.from_file,
         run_id: &run_id,
     };
     telemetry_runtime::capture(&BatchStarted {
@@ -298,12 +304,16 @@ fn run_task(plan: &Plan<'_>, task: &Task, variant: u32, batch_index: u32) -> Tas
         max_steps: task.max_steps,
         run_id: plan.run_id,
     });
+    // The message sent for a failure, when one may be: never the key, and never the text of
+    // a user's dataset file.
+    let mut sent_message: Option<String> = None;
     let (reward, steps, failure) = if !plan.provider.platforms().contains(&task.os) {
         let message = format!(
             "the {} provider has no {} desktop",
             plan.provider.name(),
             task.os.name()
         );
+        sent_message = Some(message.clone());
         (
             None,
             0,
@@ -328,6 +338,9 @@ fn run_task(plan: &Plan<'_>, task: &Task, variant: u32, batch_index: u32) -> Tas
                     Stage::Evaluate => task.max_steps.min(3),
                 };
                 std::hint::black_box(act(steps));
+                if !plan.from_file {
+                    sent_message = Some(message.replace("{api_key}", KEY_PLACEHOLDER));
+                }
                 let message = message.replace("{api_key}", plan.api_key.unwrap_or(DEMO_KEY));
                 (None, steps, Some((*error, *stage, message)))
             }
@@ -335,11 +348,11 @@ fn run_task(plan: &Plan<'_>, task: &Task, variant: u32, batch_index: u32) -> Tas
     };
     let duration = started.elapsed();
     match (&failure, reward) {
-        (Some((error_type, stage, message)), _) => telemetry_runtime::capture(&TaskFailed {
+        (Some((error_type, stage, _)), _) => telemetry_runtime::capture(&TaskFailed {
             env_name: &task.env,
             task_index: variant,
             error_type: *error_type,
-            error_message: message,
+            error_message: sent_message.as_deref(),
             stage: *stage,
             run_id: plan.run_id,
         }),
@@ -503,6 +516,54 @@ mod tests {
     }
 
     #[test]
+    fn a_dataset_files_failure_messages_are_never_sent_nor_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("suite.json");
+        std::fs::write(
+            &path,
+            r#"{"tasks": [{"env": "vpn", "os": "linux", "outcome": "fails", "stage": "step",
+                "error": "authentication_error",
+                "message": "login as alice.martin with password {api_key} for Alice Martin"}]}"#,
+        )
+        .unwrap();
+        let args = RunArgs {
+            dataset: path.to_str().unwrap().to_owned(),
+            api_key: Some("hunter2pass".to_owned()),
+            ..RunArgs::default()
+        };
+        let mut results = Vec::new();
+        let events = testing::record(|| results = run(&args).unwrap());
+        let failed = events.only("task_failed");
+        assert_eq!(failed["error_message"], serde_json::Value::Null);
+        assert_eq!(failed["error_type"], "authentication_error");
+        assert_eq!(failed["stage"], "step");
+        for secret in ["alice", "hunter2pass"] {
+            assert!(!events.contains_text(secret), "{secret} was recorded");
+        }
+        // The user still sees the message, on their own terminal and trace.
+        let message = &results[0].failure.as_ref().unwrap().2;
+        assert!(message.contains("Alice Martin"), "{message}");
+    }
+
+    #[test]
+    fn a_built_in_failure_message_is_sent_without_the_key() {
+        let args = RunArgs {
+            tasks: Some(5),
+            api_key: Some("hunter2pass".to_owned()),
+            ..RunArgs::default()
+        };
+        let events = testing::record(|| {
+            run(&args).unwrap();
+        });
+        let messages: Vec<_> = events
+            .named("task_failed")
+            .map(|event| event["error_message"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(!events.contains_text("hunter2pass"));
+    }
+
+    #[test]
     fn worker_threads_capture_every_task_once() {
         let dataset = catalog::builtin("bench-basic").unwrap();
         let plan = Plan {
@@ -513,6 +574,7 @@ mod tests {
             model: Some("bench-scripted-1"),
             provider: Provider::Docker,
             api_key: None,
+            from_file: false,
             run_id: "run",
         };
         // Each worker records into the one shared recording.

@@ -180,6 +180,17 @@ impl Config {
                 Err(error) => return Err(unreadable(error.to_string())),
             }
         };
+        // Keys are read whatever their case: one given twice has no single value.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(key) = entries
+            .keys()
+            .find(|key| !seen.insert(key.to_ascii_lowercase()))
+        {
+            return Err(unreadable(format!(
+                "the key `{}` is given more than once",
+                key.to_ascii_lowercase()
+            )));
+        }
         Ok(Config {
             path: path.to_owned(),
             entries,
