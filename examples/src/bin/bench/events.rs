@@ -170,17 +170,5 @@ pub struct StepExecuted<'a> {
 
 /// A new random id for a batch or session.
 pub fn new_run_id() -> String {
-    let mut bytes = [0; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: still unique enough to relate one run's events.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
-    }
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    uuid::Uuid::new_v4().to_string()
 }
