@@ -159,7 +159,7 @@ pub(crate) fn every_event() -> &'static crate::schema::EventSchema {
 }
 
 /// Whether `name` is a property the library sends with every event (`$`-names aside).
-const fn is_common(name: &str) -> bool {
+pub(crate) const fn is_common(name: &str) -> bool {
     let fields = <EveryEvent as TelemetryEvent>::SCHEMA.fields;
     let mut at = 0;
     while at < fields.len() {

@@ -387,10 +387,9 @@ impl AppProperties {
     fn encode(&self, key: &HashKey, app: &str) -> String {
         let mut names = Vec::new();
         property_names(self.schema.fields, &mut names);
-        let library = crate::builtin::every_event().fields;
         if let Some(clash) = names
             .iter()
-            .find(|name| name.starts_with('$') || library.iter().any(|f| f.name == **name))
+            .find(|name| name.starts_with('$') || crate::builtin::is_common(name))
         {
             log::error!(
                 "{app} telemetry does not send the properties of `{}` with every event: \
