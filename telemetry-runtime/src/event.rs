@@ -246,7 +246,7 @@ pub fn anonymize<E: TelemetryEvent + ?Sized>(
     event: &E,
     key: &HashKey,
 ) -> Result<Properties, EncodeError> {
-    let mut buf = JsonBuf::new();
+    let mut buf = JsonBuf::with_capacity(1024);
     write_properties(event, &mut buf, key);
     let bytes = buf.finish()?;
     let json = String::from_utf8(bytes).expect("the encoder writes UTF-8");

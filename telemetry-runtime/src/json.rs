@@ -33,6 +33,14 @@ impl JsonBuf {
         }
     }
 
+    /// A buffer that writes after what `bytes` holds, reusing its allocation.
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
+        JsonBuf {
+            bytes,
+            ..Self::default()
+        }
+    }
+
     /// Appends JSON text that is already encoded.
     pub(crate) fn raw(&mut self, json: &[u8]) {
         self.bytes.extend_from_slice(json);
@@ -85,6 +93,18 @@ impl JsonBuf {
 
     /// Writes a JSON string, escaped.
     pub fn string(&mut self, value: &str) {
+        // Most strings (every property name, enum names, hashes) need no escape.
+        // A scan without an early exit, which the compiler vectorizes.
+        let needs_escape = value.bytes().fold(false, |found, b| {
+            found | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if !needs_escape {
+            self.bytes.reserve(value.len() + 2);
+            self.bytes.push(b'"');
+            self.bytes.extend_from_slice(value.as_bytes());
+            self.bytes.push(b'"');
+            return;
+        }
         // Serializing a `str` into a `Vec` cannot fail.
         let _ = serde::Serializer::serialize_str(
             &mut serde_json::Serializer::new(&mut self.bytes),
@@ -94,6 +114,7 @@ impl JsonBuf {
 
     /// Writes `bytes` as a lower-case hexadecimal JSON string.
     pub fn hex(&mut self, bytes: &[u8]) {
+        self.bytes.reserve(bytes.len() * 2 + 2);
         self.bytes.push(b'"');
         push_hex(&mut self.bytes, bytes);
         self.bytes.push(b'"');
@@ -156,11 +177,12 @@ impl JsonBuf {
 /// Appends `bytes` to `out` as lower-case hexadecimal digits.
 pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)]);
-        out.push(DIGITS[usize::from(byte & 0x0f)]);
-    }
+    out.extend(bytes.iter().flat_map(|byte| {
+        [
+            DIGITS[usize::from(byte >> 4)],
+            DIGITS[usize::from(byte & 0x0f)],
+        ]
+    }));
 }
 
 /// Writes the properties of one JSON object.
@@ -215,6 +237,27 @@ mod tests {
         let mut buf = JsonBuf::new();
         f(&mut buf);
         String::from_utf8(buf.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
+        samples.extend(
+            [
+                "",
+                "plain",
+                "crème \u{2028} 😀",
+                "\"quoted\"",
+                "back\\slash",
+            ]
+            .map(String::from),
+        );
+        for sample in samples {
+            assert_eq!(
+                written(|buf| buf.string(&sample)),
+                serde_json::to_string(&sample).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,31 @@ use crate::json::{JsonBuf, ObjectWriter};
 use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
+thread_local! {
+    /// The buffer each thread encodes its events in.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest scratch buffer a thread keeps between captures.
+const MAX_SCRATCH: usize = 64 << 10;
+
+/// This thread's scratch buffer, or a new one if it is in use (an event captured while
+/// encoding another) or the thread is exiting.
+fn take_scratch() -> Vec<u8> {
+    let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    scratch.clear();
+    if scratch.capacity() == 0 {
+        scratch.reserve(1024);
+    }
+    scratch
+}
+
+fn return_scratch(scratch: Vec<u8>) {
+    if scratch.capacity() <= MAX_SCRATCH {
+        let _ = SCRATCH.try_with(|cell| cell.set(scratch));
+    }
+}
+
 /// The bit of `gate` that says the pipeline no longer accepts events.
 const CLOSED: u64 = 1 << 63;
 
@@ -385,11 +410,17 @@ impl Shared {
         // is dropped and the panic stays here. Encoding happens before the gate, so a slow
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
-            let mut buf = JsonBuf::with_capacity(512);
+            let mut buf = JsonBuf::from_vec(take_scratch());
             let mut properties = buf.object();
             write(&mut properties, &self.settings.identity.key);
             properties.end();
-            buf.finish()
+            buf.finish().map(|scratch| {
+                // The queued copy is exactly as long as the event; the scratch buffer, grown
+                // to fit the largest event so far, serves the thread's next capture.
+                let properties = scratch.clone();
+                return_scratch(scratch);
+                properties
+            })
         }));
         let dropped = {
             // Between entering and leaving the gate, shutdown waits; past it, nothing is

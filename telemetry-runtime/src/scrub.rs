@@ -72,6 +72,12 @@ pub fn scrub(message: &str, max_len: usize) -> Scrubbed {
                 continue;
             }
             word_end = at + rest.find(char::is_whitespace).unwrap_or(rest.len());
+            if is_plain_word(&message[at..word_end]) {
+                out.push_str(&message[at..word_end]);
+                state.after_path = false;
+                at = word_end;
+                continue;
+            }
         }
         if let Some(consumed) = quoted_path(rest, &mut out) {
             at += consumed;
@@ -198,6 +204,16 @@ const DELIMITERS: &[char] = &[
 
 /// Scrubs one whitespace-free word into `out`.
 fn scrub_word(word: &str, out: &mut String, state: &mut State) {
+    if is_plain_word(word) {
+        out.push_str(word);
+        state.after_path = false;
+        return;
+    }
+    scrub_word_by_rules(word, out, state);
+}
+
+/// Scrubs one whitespace-free word into `out` by every rule.
+fn scrub_word_by_rules(word: &str, out: &mut String, state: &mut State) {
     let core_start = word.len() - word.trim_start_matches(LEADING).len();
     let core_end = word.trim_end_matches(TRAILING).len().max(core_start);
     let (lead, core, trail) = (
@@ -218,6 +234,19 @@ fn scrub_word(word: &str, out: &mut String, state: &mut State) {
         scrub_pieces(core, out, state);
     }
     out.push_str(trail);
+}
+
+/// A word that no rule can replace, so it is kept without looking further: fewer than 16 ASCII
+/// letters (too short for a hex run or a prefixed key, and without the digits, separators or
+/// `@` every other rule needs), then at most some closing punctuation. Most words of a message
+/// are like this.
+fn is_plain_word(word: &str) -> bool {
+    let bytes = word.as_bytes();
+    let letters = bytes.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    (1..16).contains(&letters)
+        && bytes[letters..]
+            .iter()
+            .all(|c| matches!(c, b'.' | b',' | b';' | b':' | b'!' | b'?' | b')'))
 }
 
 /// Where a `scheme://` URL starts in `word`, if it holds one.
@@ -764,6 +793,73 @@ fn is_sensitive_key(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::scrub;
+
+    #[test]
+    fn words_kept_without_looking_are_words_every_rule_keeps() {
+        // Short letter runs that come closest to a rule: hex letters, key prefixes, drive
+        // letters, `www`, IPv6-like words, and the closing punctuation allowed after them.
+        let mut words: Vec<String> = [
+            "a",
+            "C",
+            "www",
+            "fe",
+            "ff",
+            "AKIA",
+            "ASIA",
+            "AIza",
+            "sk",
+            "hf",
+            "key",
+            "Basic",
+            "Bearer",
+            "password",
+            "token",
+            "user",
+            "deadbeefcafe",
+            "ABCDEFabcdef",
+            "fdcafe",
+            "abcdefabcdefabc",
+            "HTTPSConnection",
+            "localhost",
+            "home",
+            "Users",
+            "tmp",
+        ]
+        .iter()
+        .map(|w| (*w).to_owned())
+        .collect();
+        words.extend((1..16).map(|n| "abcdef".chars().cycle().take(n).collect::<String>()));
+        words.extend((1..16).map(|n| "ABCDEF".chars().cycle().take(n).collect::<String>()));
+        for word in words.clone() {
+            for punctuation in [".", ",", ";", ":", "!", "?", ")", "):", "..."] {
+                words.push(format!("{word}{punctuation}"));
+            }
+        }
+        for word in &words {
+            assert!(super::is_plain_word(word), "{word}");
+            for after_path in [false, true] {
+                let mut out = String::new();
+                let mut state = super::State { after_path };
+                super::scrub_word_by_rules(word, &mut out, &mut state);
+                assert_eq!(&out, word, "after a path: {after_path}");
+                assert!(!state.after_path, "{word}");
+            }
+        }
+        for word in [
+            "abcdefabcdefabcd",
+            "a1",
+            "a-b",
+            "a/b",
+            "a@b",
+            "(a",
+            "a.b",
+            "C:/",
+            "é",
+            "",
+        ] {
+            assert!(!super::is_plain_word(word), "{word}");
+        }
+    }
 
     fn s(message: &str) -> String {
         scrub(message, 10_000).text
