@@ -27,3 +27,17 @@ pub use crate::instrument::{
     AnyOutcome, CommandSpec, ErrorMessage, Outcome, Recorder, ResultOutcome, Returned, Run,
     call_once, fields, outcome_with_message,
 };
+
+/// Steps of the pipeline measured by the benchmarks in `telemetry-runtime/benches`.
+pub mod bench {
+    /// The body of a `/batch/` request carrying `lines` (complete event objects).
+    pub fn batch_body(api_key: &str, lines: &[&str]) -> Vec<u8> {
+        let key = serde_json::to_string(api_key).expect("a string serializes");
+        crate::upload::batch_body(&key, lines.iter().copied())
+    }
+
+    /// `body` compressed as it is sent when it is above the gzip threshold.
+    pub fn gzip(body: &[u8]) -> Vec<u8> {
+        crate::upload::gzip(body)
+    }
+}

@@ -66,22 +66,7 @@ impl Uploader {
 
     /// The JSON body of a batch of complete event objects.
     pub(crate) fn body<'a>(&self, lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(4096);
-        body.extend_from_slice(b"{\"api_key\":");
-        body.extend_from_slice(self.api_key.as_bytes());
-        body.extend_from_slice(b",\"batch\":[");
-        for (i, line) in lines.enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(line.as_bytes());
-        }
-        body.extend_from_slice(b"],\"sent_at\":");
-        let mut sent_at = crate::json::JsonBuf::new();
-        sent_at.timestamp(SystemTime::now());
-        body.extend_from_slice(&sent_at.finish().expect("a timestamp always encodes"));
-        body.push(b'}');
-        body
+        batch_body(&self.api_key, lines)
     }
 
     /// POSTs `body`, giving up after `timeout`.
@@ -89,11 +74,7 @@ impl Uploader {
         if let Some(label) = &self.debug_label {
             print_pretty(label, &self.url, body);
         }
-        let gzipped = (body.len() >= self.gzip_threshold).then(|| {
-            let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-            gzip.write_all(body).expect("writing to a Vec cannot fail");
-            gzip.finish().expect("writing to a Vec cannot fail")
-        });
+        let gzipped = (body.len() >= self.gzip_threshold).then(|| gzip(body));
         let mut request = self
             .agent
             .post(&self.url)
@@ -130,6 +111,34 @@ impl Uploader {
             },
         }
     }
+}
+
+/// The JSON body of a batch: `api_key_json` is the key as a JSON string literal, `lines`
+/// complete event objects.
+pub(crate) fn batch_body<'a>(api_key_json: &str, lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4096);
+    body.extend_from_slice(b"{\"api_key\":");
+    body.extend_from_slice(api_key_json.as_bytes());
+    body.extend_from_slice(b",\"batch\":[");
+    for (i, line) in lines.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(line.as_bytes());
+    }
+    body.extend_from_slice(b"],\"sent_at\":");
+    let mut sent_at = crate::json::JsonBuf::new();
+    sent_at.timestamp(SystemTime::now());
+    body.extend_from_slice(&sent_at.finish().expect("a timestamp always encodes"));
+    body.push(b'}');
+    body
+}
+
+/// `body` gzip-compressed at the fastest level, as it is sent above the gzip threshold.
+pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    gzip.write_all(body).expect("writing to a Vec cannot fail");
+    gzip.finish().expect("writing to a Vec cannot fail")
 }
 
 fn classify(status: u16, retry_after: Option<Duration>) -> Outcome {
