@@ -538,8 +538,7 @@ fn orchestrate(quick: bool, skip_build: bool) {
     // 2. Throughput.
     let total = 200_000 / scale;
     let n = total.to_string();
-    let mut rates = Vec::new();
-    for lib in ["ours", "posthog"] {
+    let burst = |lib: &str| {
         let (report, _) = run.child(&[
             "throughput",
             lib,
@@ -547,35 +546,28 @@ fn orchestrate(quick: bool, skip_build: bool) {
             &n,
             &run.dir(&format!("tp-{lib}")),
         ]);
-        let (received, distinct) = receiver.take();
-        let elapsed = f(&report, "elapsed_ms") / 1e3;
-        let rate = distinct as f64 / elapsed;
-        let lost = total as u64 - distinct as u64;
-        let counted = report["counted_drops"].as_u64().unwrap_or(0);
-        let spooled = report["spooled"].as_u64().unwrap_or(0);
-        rates.push((rate, lost, counted, spooled, received, elapsed));
-    }
-    let (a, b) = (&rates[0], &rates[1]);
-    rows.push(row(
-        format!("delivered events/s, burst of {total}"),
-        format!("{:.0}/s", a.0),
-        format!("{:.0}/s", b.0),
-        format!("{:.1}x higher", a.0 / b.0),
-    ));
-    let loss = |r: &(f64, u64, u64, u64, u64, f64), counts: bool| {
-        if counts {
-            format!(
-                "{} not delivered: {} counted drops, {} spooled for the next run",
-                r.1, r.2, r.3
-            )
-        } else {
-            format!("{} lost, none reported", r.1)
+        let (_, distinct) = receiver.take();
+        Burst {
+            rate: distinct as f64 / (f(&report, "elapsed_ms") / 1e3),
+            lost: total as u64 - distinct as u64,
+            counted: report["counted_drops"].as_u64().unwrap_or(0),
+            spooled: report["spooled"].as_u64().unwrap_or(0),
         }
     };
+    let (a, b) = (burst("ours"), burst("posthog"));
+    rows.push(row(
+        format!("delivered events/s, burst of {total}"),
+        format!("{:.0}/s", a.rate),
+        format!("{:.0}/s", b.rate),
+        format!("{:.1}x higher", a.rate / b.rate),
+    ));
     rows.push(row(
         "events not delivered in the burst",
-        loss(a, true),
-        loss(b, false),
+        format!(
+            "{} not delivered: {} counted drops, {} spooled for the next run",
+            a.lost, a.counted, a.spooled
+        ),
+        format!("{} lost, none reported", b.lost),
         String::new(),
     ));
 
@@ -720,8 +712,18 @@ fn orchestrate(quick: bool, skip_build: bool) {
     for r in &rows {
         println!("| {} | {} | {} | {} |", r.what, r.ours, r.theirs, r.ratio);
     }
-    println!();
-    println!("details: {rates:?}");
+}
+
+/// What became of a burst of events.
+struct Burst {
+    /// Distinct events delivered per second.
+    rate: f64,
+    /// Events that never arrived.
+    lost: u64,
+    /// Drops the library counted.
+    counted: u64,
+    /// Events left in the spool for the next run.
+    spooled: u64,
 }
 
 /// What a hello-world program weighs.

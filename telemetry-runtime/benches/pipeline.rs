@@ -112,26 +112,28 @@ mod batch {
             .collect()
     }
 
-    /// The JSON body of a request of `n` events, uncompressed (below the gzip threshold).
-    #[divan::bench(args = [1, 100])]
-    fn body(bencher: Bencher, n: usize) {
+    /// Times `make` building the body of a request of `n` events, counting the body's bytes.
+    fn bench_body(bencher: Bencher, n: usize, make: impl Fn(&[&str]) -> Vec<u8>) {
         let lines = lines(n);
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let size = bench::batch_body("phc_bench", &lines).len();
         bencher
             .counter(BytesCount::new(size))
-            .bench_local(|| bench::batch_body("phc_bench", black_box(&lines)));
+            .bench_local(|| make(black_box(&lines)));
+    }
+
+    /// The JSON body of a request of `n` events, uncompressed (below the gzip threshold).
+    #[divan::bench(args = [1, 100])]
+    fn body(bencher: Bencher, n: usize) {
+        bench_body(bencher, n, |lines| bench::batch_body("phc_bench", lines));
     }
 
     /// The same body, gzip-compressed as it is sent.
     #[divan::bench(args = [1, 100])]
     fn body_gzip(bencher: Bencher, n: usize) {
-        let lines = lines(n);
-        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let size = bench::batch_body("phc_bench", &lines).len();
-        bencher
-            .counter(BytesCount::new(size))
-            .bench_local(|| bench::gzip(&bench::batch_body("phc_bench", black_box(&lines))));
+        bench_body(bencher, n, |lines| {
+            bench::gzip(&bench::batch_body("phc_bench", lines))
+        });
     }
 }
 

@@ -204,16 +204,6 @@ const DELIMITERS: &[char] = &[
 
 /// Scrubs one whitespace-free word into `out`.
 fn scrub_word(word: &str, out: &mut String, state: &mut State) {
-    if is_plain_word(word) {
-        out.push_str(word);
-        state.after_path = false;
-        return;
-    }
-    scrub_word_by_rules(word, out, state);
-}
-
-/// Scrubs one whitespace-free word into `out` by every rule.
-fn scrub_word_by_rules(word: &str, out: &mut String, state: &mut State) {
     let core_start = word.len() - word.trim_start_matches(LEADING).len();
     let core_end = word.trim_end_matches(TRAILING).len().max(core_start);
     let (lead, core, trail) = (
@@ -840,7 +830,7 @@ mod tests {
             for after_path in [false, true] {
                 let mut out = String::new();
                 let mut state = super::State { after_path };
-                super::scrub_word_by_rules(word, &mut out, &mut state);
+                super::scrub_word(word, &mut out, &mut state);
                 assert_eq!(&out, word, "after a path: {after_path}");
                 assert!(!state.after_path, "{word}");
             }
