@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,7 +35,7 @@ use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
 thread_local! {
-    /// The buffer each thread encodes its events in.
+    /// The buffer each thread encodes its events in, kept in its cache.
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -48,7 +48,7 @@ fn take_scratch() -> Vec<u8> {
     let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
     scratch.clear();
     if scratch.capacity() == 0 {
-        scratch.reserve(1024);
+        scratch.reserve(2048);
     }
     scratch
 }
@@ -59,8 +59,110 @@ fn return_scratch(scratch: Vec<u8>) {
     }
 }
 
+/// How many emptied event buffers wait for reuse.
+const POOLED_BUFFERS: usize = 512;
+/// The largest buffer kept for reuse; a larger one (a rare large event) is freed.
+const MAX_POOLED_CAPACITY: usize = 8 << 10;
+
+/// The buffers events travel in, returned by the background thread once it has copied them
+/// into a batch. Reusing them saves an allocation per capture, and the background thread
+/// freeing memory the caller's thread allocated, which the allocator makes costly.
+pub(crate) struct BufferPool {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl BufferPool {
+    fn new() -> BufferPool {
+        let (tx, rx) = crossbeam_channel::bounded(POOLED_BUFFERS);
+        BufferPool { tx, rx }
+    }
+
+    /// An empty buffer, reused if one is waiting.
+    fn take(&self) -> Vec<u8> {
+        self.rx
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(2048))
+    }
+
+    /// Keeps `buffer` for a later capture, unless the pool is full or it is unusually large.
+    pub(crate) fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= MAX_POOLED_CAPACITY {
+            buffer.clear();
+            let _ = self.tx.try_send(buffer);
+        }
+    }
+}
+
 /// The bit of `gate` that says the pipeline no longer accepts events.
 const CLOSED: u64 = 1 << 63;
+
+/// How the background thread waits, as [`Doorbell`] records it.
+const AWAKE: u8 = 0;
+/// Waiting with something pending and a time to act: only a full batch is worth waking for.
+const WAITING_TIMED: u8 = 1;
+/// Waiting with nothing pending: the first event is worth waking for, to start its interval.
+const WAITING_IDLE: u8 = 2;
+
+/// Wakes the background thread when there is something for it to do, and only then.
+///
+/// A blocking receive on the event queue would wake the thread, a system call, for every
+/// event; callers would pay it. Instead a caller rings only when the thread waits with nothing
+/// pending, or when a batch is full: once per batch at most, and not at all while the thread
+/// is busy.
+pub(crate) struct Doorbell {
+    state: AtomicU8,
+    rung: Mutex<bool>,
+    bell: Condvar,
+}
+
+impl Doorbell {
+    fn new() -> Doorbell {
+        Doorbell {
+            state: AtomicU8::new(AWAKE),
+            rung: Mutex::new(false),
+            bell: Condvar::new(),
+        }
+    }
+
+    /// Called by a caller that just queued an event, with the queue's length after it.
+    fn nudge(&self, queued: usize, batch: usize) {
+        // Pairs with the fence in `wait`: either this load sees the thread waiting, or the
+        // thread's last look at the queue sees the event.
+        fence(Ordering::SeqCst);
+        match self.state.load(Ordering::Relaxed) {
+            WAITING_IDLE => self.ring(),
+            WAITING_TIMED if queued >= batch => self.ring(),
+            _ => {}
+        }
+    }
+
+    /// Wakes the thread if it waits; a no-op while it is awake.
+    pub(crate) fn ring(&self) {
+        if self.state.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+            *lock(&self.rung) = true;
+            self.bell.notify_one();
+        }
+    }
+
+    /// Waits until rung or `timeout` passes, unless `ready` (checked after announcing the
+    /// wait) says there is work already. `idle` says nothing is pending.
+    pub(crate) fn wait(&self, timeout: Duration, idle: bool, ready: impl FnOnce() -> bool) {
+        let mut rung = lock(&self.rung);
+        let state = if idle { WAITING_IDLE } else { WAITING_TIMED };
+        self.state.store(state, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !ready() {
+            rung = self
+                .bell
+                .wait_timeout_while(rung, timeout, |rung| !*rung)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        self.state.store(AWAKE, Ordering::SeqCst);
+        *rung = false;
+    }
+}
 
 /// An event encoded on the caller's thread, on its way to the background thread.
 pub(crate) struct Captured {
@@ -186,6 +288,10 @@ pub(crate) struct Shared {
     pub events_rx: Receiver<Captured>,
     pub control_tx: Sender<Control>,
     pub control_rx: Receiver<Control>,
+    /// Wakes the background thread for events and requests.
+    pub doorbell: Doorbell,
+    /// Buffers for the events, back from the background thread.
+    pub buffers: BufferPool,
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
     /// When the pipeline was made: the start of the uptime in `app_stopped`.
@@ -316,6 +422,8 @@ impl Shared {
             events_rx,
             control_tx,
             control_rx,
+            doorbell: Doorbell::new(),
+            buffers: BufferPool::new(),
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
             started: Instant::now(),
@@ -405,6 +513,17 @@ impl Shared {
             Counters::add(&self.counters.ignored, 1);
             return;
         }
+        if self.events_tx.is_full() {
+            // Nothing would take the event: it is dropped, counted, before it costs an encoding.
+            let Some(_inside) = Gate::enter(&self.gate) else {
+                Counters::add(&self.counters.ignored, 1);
+                return;
+            };
+            Counters::add(&self.counters.captured, 1);
+            Counters::add(&self.counters.queue_full, 1);
+            self.doorbell.ring();
+            return;
+        }
         let at = SystemTime::now();
         // A `#[plain]` field's `Serialize` is the application's code: if it panics, the event
         // is dropped and the panic stays here. Encoding happens before the gate, so a slow
@@ -415,9 +534,8 @@ impl Shared {
             write(&mut properties, &self.settings.identity.key);
             properties.end();
             buf.finish().map(|scratch| {
-                // The queued copy is exactly as long as the event; the scratch buffer, grown
-                // to fit the largest event so far, serves the thread's next capture.
-                let properties = scratch.clone();
+                let mut properties = self.buffers.take();
+                properties.extend_from_slice(&scratch);
                 return_scratch(scratch);
                 properties
             })
@@ -438,10 +556,14 @@ impl Shared {
                         at,
                         properties,
                     };
-                    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                        self.events_tx.try_send(captured)
-                    {
-                        Counters::add(&self.counters.queue_full, 1);
+                    match self.events_tx.try_send(captured) {
+                        Ok(()) => self
+                            .doorbell
+                            .nudge(self.events_tx.len(), self.settings.limits.batch_size),
+                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                            Counters::add(&self.counters.queue_full, 1);
+                            self.doorbell.ring();
+                        }
                     }
                     None
                 }
@@ -548,6 +670,7 @@ impl Shared {
         let mut random = crate::worker::RandomPool::new();
         while let Ok(captured) = self.events_rx.try_recv() {
             let line = self.assemble(&captured, random.take());
+            self.buffers.give(captured.properties);
             outbox.push_back(line);
         }
         let lines = outbox.take_front(usize::MAX);
@@ -667,13 +790,10 @@ impl Shared {
         if let Some(handle) = handle {
             let (done_tx, done_rx) = crossbeam_channel::bounded(1);
             let finished = !handle.is_finished()
-                && self
-                    .control_tx
-                    .try_send(Control::Shutdown {
-                        until,
-                        done: done_tx,
-                    })
-                    .is_ok()
+                && self.request(Control::Shutdown {
+                    until,
+                    done: done_tx,
+                })
                 && done_rx.recv_deadline(until).is_ok();
             if finished {
                 let _ = handle.join();
@@ -701,13 +821,17 @@ impl Shared {
             return self.events_rx.is_empty() && lock(&self.outbox).is_empty();
         }
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        self.control_tx
-            .try_send(Control::Flush {
-                until,
-                done: done_tx,
-            })
-            .is_ok()
-            && done_rx.recv_deadline(until).unwrap_or(false)
+        self.request(Control::Flush {
+            until,
+            done: done_tx,
+        }) && done_rx.recv_deadline(until).unwrap_or(false)
+    }
+
+    /// Hands `control` to the background thread and wakes it; whether it was taken.
+    fn request(&self, control: Control) -> bool {
+        let sent = self.control_tx.try_send(control).is_ok();
+        self.doorbell.ring();
+        sent
     }
 }
 
@@ -722,4 +846,60 @@ pub(crate) fn after(duration: Duration) -> Instant {
     now.checked_add(duration)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits on `bell` in another thread with `ready` saying no work, until it is woken;
+    /// how long that took.
+    fn woken_after(bell: &Arc<Doorbell>, idle: bool, wake: impl FnOnce(&Doorbell)) -> Duration {
+        let waiter = {
+            let bell = bell.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                bell.wait(Duration::from_secs(30), idle, || false);
+                start.elapsed()
+            })
+        };
+        let waiting = if idle { WAITING_IDLE } else { WAITING_TIMED };
+        while bell.state.load(Ordering::SeqCst) != waiting {
+            std::thread::yield_now();
+        }
+        wake(bell);
+        waiter.join().unwrap()
+    }
+
+    #[test]
+    fn an_idle_thread_wakes_for_the_first_event() {
+        let bell = Arc::new(Doorbell::new());
+        let took = woken_after(&bell, true, |bell| bell.nudge(1, 100));
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        assert_eq!(bell.state.load(Ordering::SeqCst), AWAKE);
+    }
+
+    #[test]
+    fn a_waiting_thread_with_work_pending_wakes_only_for_a_full_batch() {
+        let bell = Arc::new(Doorbell::new());
+        let took = woken_after(&bell, false, |bell| {
+            bell.nudge(1, 100);
+            bell.nudge(99, 100);
+            // Still waiting: neither event filled a batch.
+            assert_eq!(bell.state.load(Ordering::SeqCst), WAITING_TIMED);
+            bell.nudge(100, 100);
+        });
+        assert!(took < Duration::from_secs(30), "{took:?}");
+    }
+
+    #[test]
+    fn work_that_arrived_before_the_wait_is_not_slept_through() {
+        let bell = Doorbell::new();
+        // A ring while the thread is busy is not kept; what `ready` sees is what counts.
+        bell.ring();
+        let start = Instant::now();
+        bell.wait(Duration::from_secs(30), true, || true);
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(bell.state.load(Ordering::SeqCst), AWAKE);
+    }
 }

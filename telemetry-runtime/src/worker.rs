@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Select;
-
 use crate::builtin::TelemetryDropped;
 use crate::consent::Mode;
 use crate::pipeline::{Captured, Control, Counters, Line, Shared, counted, lock};
@@ -141,42 +139,49 @@ impl<'a> Worker<'a> {
         }
         let events = &self.shared.events_rx;
         let control = &self.shared.control_rx;
+        let batch = self.shared.settings.limits.batch_size;
         loop {
             if lock(&self.shared.outbox).closed {
                 // A shutting-down caller took the lines over; nothing is left to do.
                 return;
             }
-            let now = Instant::now();
-            let timeout = self
-                .next_wake(now)
-                .map_or(IDLE, |at| at.saturating_duration_since(now));
-            // Wait for readiness only: an event is taken off the queue under the outbox lock,
-            // so a shutdown closing the outbox can never miss one held here.
-            let mut select = Select::new();
-            let events_ready = select.recv(events);
-            select.recv(control);
-            match select.ready_timeout(timeout) {
-                Ok(index) if index == events_ready => self.accept(self.batch_limit),
-                Ok(_) => match control.try_recv() {
-                    Ok(Control::Flush { until, done }) => {
-                        self.accept(self.outbox_cap);
-                        let delivered = self.deliver_until(until);
-                        let _ = done.send(delivered);
-                    }
-                    Ok(Control::Shutdown { until, done }) => {
-                        self.accept(usize::MAX);
-                        self.deliver_until(until);
-                        self.shared.close_and_spool();
-                        let _ = done.send(());
-                        return;
-                    }
-                    Err(_) => {}
-                },
+            match control.try_recv() {
+                Ok(Control::Flush { until, done }) => {
+                    self.accept(self.outbox_cap);
+                    let delivered = self.deliver_until(until);
+                    let _ = done.send(delivered);
+                    continue;
+                }
+                Ok(Control::Shutdown { until, done }) => {
+                    self.accept(usize::MAX);
+                    self.deliver_until(until);
+                    self.shared.close_and_spool();
+                    let _ = done.send(());
+                    return;
+                }
                 Err(_) => {}
             }
-            if self.is_due(Instant::now()) {
-                self.send_batch(None);
+            // An event is taken off the queue under the outbox lock, so a shutdown closing
+            // the outbox can never miss one held here.
+            if !events.is_empty() {
+                self.accept(usize::MAX);
             }
+            let now = Instant::now();
+            if self.is_due(now) {
+                self.send_batch(None);
+                continue;
+            }
+            let wake = self.next_wake(now);
+            let timeout = wake.map_or(IDLE, |at| at.saturating_duration_since(now));
+            let idle = wake.is_none() && lock(&self.shared.outbox).is_empty();
+            self.shared.doorbell.wait(timeout, idle, || {
+                !control.is_empty()
+                    || if idle {
+                        !events.is_empty()
+                    } else {
+                        events.len() >= batch
+                    }
+            });
         }
     }
 
@@ -223,6 +228,7 @@ impl<'a> Worker<'a> {
                 break;
             };
             let line = self.shared.assemble(&captured, self.random.take());
+            self.shared.buffers.give(captured.properties);
             outbox.push_back(line);
         }
         if !outbox.is_empty() {
