@@ -35,7 +35,12 @@ fn main() {
     }
     let quick = args.iter().any(|arg| arg == "--quick");
     let skip_build = args.iter().any(|arg| arg == "--skip-build");
-    orchestrate(quick, skip_build);
+    // `--only 12` runs the first two measurements.
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|at| args.get(at + 1).cloned());
+    orchestrate(quick, skip_build, only.as_deref());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,16 +172,26 @@ fn report(value: serde_json::Value) {
 fn caller_cost(lib: Lib, endpoint: &str, count: usize, dir: &Path) {
     let job = JobSubmitted::sample();
     let mut times = Vec::with_capacity(count);
+    let mut drops = 0;
     match lib {
         Lib::Ours => {
             let guard = start_ours(endpoint, dir);
             let telemetry = guard.handle();
+            // Only enqueued events are timed: one the full queue refused is dropped before it
+            // is encoded, and costs next to nothing. The drops are reported.
+            let mut dropped = 0;
             for _ in 0..count {
                 let start = Instant::now();
                 telemetry.capture(&job);
-                times.push(start.elapsed());
+                let took = start.elapsed();
+                let now_dropped = telemetry.stats().dropped.queue_full;
+                if now_dropped == dropped {
+                    times.push(took);
+                }
+                dropped = now_dropped;
             }
             drop(guard);
+            drops = dropped;
         }
         Lib::Posthog => {
             let client = start_posthog(endpoint, false);
@@ -191,7 +206,7 @@ fn caller_cost(lib: Lib, endpoint: &str, count: usize, dir: &Path) {
     }
     times.sort_unstable();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_nanos() as u64;
-    report(serde_json::json!({"median_ns": at(0.5), "p99_ns": at(0.99)}));
+    report(serde_json::json!({"median_ns": at(0.5), "p99_ns": at(0.99), "dropped": drops}));
 }
 
 /// Nanoseconds per `capture` when telemetry is off: telemetry-runtime after an opt-out, and a
@@ -342,20 +357,59 @@ fn status_kib(field: &str) -> u64 {
 // The receiver, a black hole and a refused port, all on 127.0.0.1.
 
 /// A PostHog-compatible receiver that counts the events it is sent.
+///
+/// It has to be fast: it shares the machine with the programs measured, and a slow one would
+/// cap both libraries' throughput at its own. It does not parse the batch into values: it
+/// finds each event's `"uuid":"` key (a key, since quotes inside JSON strings are escaped) and
+/// keeps the uuid as a number.
 struct Receiver {
     url: String,
     events: Arc<AtomicU64>,
-    uuids: Arc<Mutex<HashSet<String>>>,
+    uuids: Arc<Mutex<HashSet<u128, UuidHasher>>>,
 }
 
-#[derive(serde::Deserialize)]
-struct Batch {
-    batch: Vec<BatchEvent>,
+/// Uuids are random enough to be their own hash.
+#[derive(Default, Clone, Copy)]
+struct UuidHasher(u64);
+
+impl std::hash::BuildHasher for UuidHasher {
+    type Hasher = UuidHasher;
+    fn build_hasher(&self) -> UuidHasher {
+        UuidHasher(0)
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct BatchEvent {
-    uuid: Option<String>,
+impl std::hash::Hasher for UuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        // The low bits of a v4 or v7 uuid are random.
+        self.0 = value as u64;
+    }
+}
+
+/// The uuids of the events in a batch body, or `None` if it is not a batch.
+fn batch_uuids(body: &[u8]) -> Option<Vec<u128>> {
+    const KEY: &[u8] = b"\"uuid\":\"";
+    if !body.starts_with(b"{") || memchr::memmem::find(body, b"\"batch\":[").is_none() {
+        return None;
+    }
+    let mut uuids = Vec::new();
+    for at in memchr::memmem::find_iter(body, KEY) {
+        let text = body.get(at + KEY.len()..at + KEY.len() + 36)?;
+        let mut uuid = 0u128;
+        for &b in text.iter().filter(|&&b| b != b'-') {
+            uuid = uuid << 4 | u128::from(char::from(b).to_digit(16)?);
+        }
+        uuids.push(uuid);
+    }
+    Some(uuids)
 }
 
 impl Receiver {
@@ -363,7 +417,7 @@ impl Receiver {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
         let url = format!("http://{}", server.server_addr());
         let events = Arc::new(AtomicU64::new(0));
-        let uuids = Arc::new(Mutex::new(HashSet::new()));
+        let uuids = Arc::new(Mutex::new(HashSet::default()));
         for _ in 0..2 {
             let (server, events, uuids) = (server.clone(), events.clone(), uuids.clone());
             std::thread::spawn(move || {
@@ -378,14 +432,11 @@ impl Receiver {
                     } else {
                         request.as_reader().read_to_end(&mut body)
                     };
-                    let batch = read
-                        .ok()
-                        .and_then(|_| serde_json::from_slice::<Batch>(&body).ok());
+                    let batch = read.ok().and_then(|_| batch_uuids(&body));
                     let status = match batch {
                         Some(batch) => {
-                            events.fetch_add(batch.batch.len() as u64, Ordering::SeqCst);
-                            let mut uuids = uuids.lock().unwrap();
-                            uuids.extend(batch.batch.into_iter().filter_map(|e| e.uuid));
+                            events.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                            uuids.lock().unwrap().extend(batch);
                             200
                         }
                         None => 400,
@@ -492,7 +543,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn orchestrate(quick: bool, skip_build: bool) {
+fn orchestrate(quick: bool, skip_build: bool, only: Option<&str>) {
+    let wants = |section: u32| only.is_none_or(|only| only.contains(&section.to_string()));
     let scale = if quick { 10 } else { 1 };
     let run = Run {
         exe: std::env::current_exe().expect("this program"),
@@ -505,207 +557,222 @@ fn orchestrate(quick: bool, skip_build: bool) {
     let f = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
 
     // 1. Caller cost.
-    let n = (100_000 / scale).to_string();
-    let (ours, _) = run.child(&["caller", "ours", &receiver.url, &n, &run.dir("caller-ours")]);
-    let (theirs, _) = run.child(&[
-        "caller",
-        "posthog",
-        &receiver.url,
-        &n,
-        &run.dir("caller-ph"),
-    ]);
-    receiver.take();
-    for (label, key) in [("median", "median_ns"), ("p99", "p99_ns")] {
-        let (a, b) = (f(&ours, key), f(&theirs, key));
-        rows.push(row(
-            format!("caller cost per job event, {label} (ns; {n} events)"),
-            format!("{a:.0} ns"),
-            format!("{b:.0} ns"),
-            format!("{:.1}x lower", b / a),
-        ));
-    }
-    let n_off = (10_000_000 / scale).to_string();
-    let (ours, _) = run.child(&["off", "ours", "", &n_off]);
-    let (theirs, _) = run.child(&["off", "posthog", "", &n_off]);
-    let (a, b) = (f(&ours, "ns"), f(&theirs, "ns"));
-    rows.push(row(
-        "caller cost with telemetry off (opted out / disabled client)",
-        format!("{a:.1} ns"),
-        format!("{b:.0} ns"),
-        format!("{:.0}x lower", b / a),
-    ));
-
-    // 2. Throughput.
-    let total = 200_000 / scale;
-    let n = total.to_string();
-    let burst = |lib: &str| {
-        let (report, _) = run.child(&[
-            "throughput",
-            lib,
+    if wants(1) {
+        let n = (100_000 / scale).to_string();
+        let (ours, _) = run.child(&["caller", "ours", &receiver.url, &n, &run.dir("caller-ours")]);
+        let (theirs, _) = run.child(&[
+            "caller",
+            "posthog",
             &receiver.url,
             &n,
-            &run.dir(&format!("tp-{lib}")),
+            &run.dir("caller-ph"),
         ]);
-        let (_, distinct) = receiver.take();
-        Burst {
-            rate: distinct as f64 / (f(&report, "elapsed_ms") / 1e3),
-            lost: total as u64 - distinct as u64,
-            counted: report["counted_drops"].as_u64().unwrap_or(0),
-            spooled: report["spooled"].as_u64().unwrap_or(0),
-        }
-    };
-    let (a, b) = (burst("ours"), burst("posthog"));
-    rows.push(row(
-        format!("delivered events/s, burst of {total}"),
-        format!("{:.0}/s", a.rate),
-        format!("{:.0}/s", b.rate),
-        format!("{:.1}x higher", a.rate / b.rate),
-    ));
-    rows.push(row(
-        "events not delivered in the burst",
-        format!(
-            "{} not delivered: {} counted drops, {} spooled for the next run",
-            a.lost, a.counted, a.spooled
-        ),
-        format!("{} lost, none reported", b.lost),
-        String::new(),
-    ));
-
-    // 3. Exit time of a one-event program.
-    let runs = if quick { 3 } else { 11 };
-    let exit_times = |lib: &str, endpoint: &str| {
-        let times: Vec<Duration> = (0..runs)
-            .map(|i| {
-                run.child(&[
-                    "cli",
-                    lib,
-                    endpoint,
-                    "0",
-                    &run.dir(&format!("cli-{lib}-{i}")),
-                ])
-                .1
-            })
-            .collect();
-        median(times)
-    };
-    let none = exit_times("none", &receiver.url);
-    let ours = exit_times("ours", &receiver.url);
-    let theirs = exit_times("posthog", &receiver.url);
-    let (ours_got, _) = receiver.take();
-    rows.push(row(
-        format!(
-            "one-event CLI exit, healthy receiver (median of {runs}; without telemetry {})",
-            ms(none)
-        ),
-        format!("{} (+{})", ms(ours), ms(ours.saturating_sub(none))),
-        format!("{} (+{})", ms(theirs), ms(theirs.saturating_sub(none))),
-        format!(
-            "{:.1}x less added",
-            (theirs.saturating_sub(none)).as_secs_f64()
-                / ours.saturating_sub(none).as_secs_f64().max(1e-6)
-        ),
-    ));
-    assert_eq!(
-        ours_got,
-        2 * runs as u64,
-        "every run of both delivered its event"
-    );
-    let ours = exit_times("ours", &refused);
-    let theirs = exit_times("posthog", &refused);
-    rows.push(row(
-        "one-event CLI exit, refused port",
-        ms(ours),
-        ms(theirs),
-        format!("{:.1}x faster", theirs.as_secs_f64() / ours.as_secs_f64()),
-    ));
-    // A black hole, then a healthy run with the same state: is the event delivered later?
-    let later = |lib: &str| {
-        let dir = run.dir(&format!("hole-{lib}"));
-        let (_, took) = run.child(&["cli", lib, &hole, "0", &dir]);
         receiver.take();
-        run.child(&["cli", lib, &receiver.url, "0", &dir]);
-        let (_, distinct) = receiver.take();
-        (took, distinct)
-    };
-    let (ours_took, ours_next) = later("ours");
-    let (theirs_took, theirs_next) = later("posthog");
-    let fate = |next: usize| {
-        if next == 2 {
-            "spooled, delivered by the next run"
-        } else {
-            "lost"
+        for (label, key) in [("median", "median_ns"), ("p99", "p99_ns")] {
+            let (a, b) = (f(&ours, key), f(&theirs, key));
+            rows.push(row(
+                format!("caller cost per job event, {label} (ns; {n} events)"),
+                format!("{a:.0} ns"),
+                format!("{b:.0} ns"),
+                format!("{:.1}x lower", b / a),
+            ));
         }
-    };
-    rows.push(row(
-        "one-event CLI exit, receiver that never answers",
-        format!("{} ({})", ms(ours_took), fate(ours_next)),
-        format!("{} ({})", ms(theirs_took), fate(theirs_next)),
-        format!(
-            "{:.0}x faster",
-            theirs_took.as_secs_f64() / ours_took.as_secs_f64()
-        ),
-    ));
-
+        let dropped = ours["dropped"].as_u64().unwrap_or(0);
+        rows.push(row(
+            "events of those the full queue refused (not timed above)",
+            dropped.to_string(),
+            "not reported".to_owned(),
+            String::new(),
+        ));
+        let n_off = (10_000_000 / scale).to_string();
+        let (ours, _) = run.child(&["off", "ours", "", &n_off]);
+        let (theirs, _) = run.child(&["off", "posthog", "", &n_off]);
+        let (a, b) = (f(&ours, "ns"), f(&theirs, "ns"));
+        rows.push(row(
+            "caller cost with telemetry off (opted out / disabled client)",
+            format!("{a:.1} ns"),
+            format!("{b:.0} ns"),
+            format!("{:.0}x lower", b / a),
+        ));
+    }
+    // 2. Throughput.
+    if wants(2) {
+        let total = 200_000 / scale;
+        let n = total.to_string();
+        let burst = |lib: &str| {
+            let (report, _) = run.child(&[
+                "throughput",
+                lib,
+                &receiver.url,
+                &n,
+                &run.dir(&format!("tp-{lib}")),
+            ]);
+            let (_, distinct) = receiver.take();
+            if std::env::var_os("BENCH_VERBOSE").is_some() {
+                eprintln!("{lib}: {report} delivered {distinct}");
+            }
+            Burst {
+                rate: distinct as f64 / (f(&report, "elapsed_ms") / 1e3),
+                lost: total as u64 - distinct as u64,
+                counted: report["counted_drops"].as_u64().unwrap_or(0),
+                spooled: report["spooled"].as_u64().unwrap_or(0),
+            }
+        };
+        let (a, b) = (burst("ours"), burst("posthog"));
+        rows.push(row(
+            format!("delivered events/s, burst of {total}"),
+            format!("{:.0}/s", a.rate),
+            format!("{:.0}/s", b.rate),
+            format!("{:.1}x higher", a.rate / b.rate),
+        ));
+        rows.push(row(
+            "events not delivered in the burst",
+            format!(
+                "{} not delivered: {} counted drops, {} spooled for the next run",
+                a.lost, a.counted, a.spooled
+            ),
+            format!("{} lost, none reported", b.lost),
+            String::new(),
+        ));
+    }
+    // 3. Exit time of a one-event program.
+    if wants(3) {
+        let runs = if quick { 3 } else { 11 };
+        let exit_times = |lib: &str, endpoint: &str| {
+            let times: Vec<Duration> = (0..runs)
+                .map(|i| {
+                    run.child(&[
+                        "cli",
+                        lib,
+                        endpoint,
+                        "0",
+                        &run.dir(&format!("cli-{lib}-{i}")),
+                    ])
+                    .1
+                })
+                .collect();
+            median(times)
+        };
+        let none = exit_times("none", &receiver.url);
+        let ours = exit_times("ours", &receiver.url);
+        let theirs = exit_times("posthog", &receiver.url);
+        let (ours_got, _) = receiver.take();
+        rows.push(row(
+            format!(
+                "one-event CLI exit, healthy receiver (median of {runs}; without telemetry {})",
+                ms(none)
+            ),
+            format!("{} (+{})", ms(ours), ms(ours.saturating_sub(none))),
+            format!("{} (+{})", ms(theirs), ms(theirs.saturating_sub(none))),
+            format!(
+                "{:.1}x less added",
+                (theirs.saturating_sub(none)).as_secs_f64()
+                    / ours.saturating_sub(none).as_secs_f64().max(1e-6)
+            ),
+        ));
+        assert_eq!(
+            ours_got,
+            2 * runs as u64,
+            "every run of both delivered its event"
+        );
+        let ours = exit_times("ours", &refused);
+        let theirs = exit_times("posthog", &refused);
+        rows.push(row(
+            "one-event CLI exit, refused port",
+            ms(ours),
+            ms(theirs),
+            format!("{:.1}x faster", theirs.as_secs_f64() / ours.as_secs_f64()),
+        ));
+        // A black hole, then a healthy run with the same state: is the event delivered later?
+        let later = |lib: &str| {
+            let dir = run.dir(&format!("hole-{lib}"));
+            let (_, took) = run.child(&["cli", lib, &hole, "0", &dir]);
+            receiver.take();
+            run.child(&["cli", lib, &receiver.url, "0", &dir]);
+            let (_, distinct) = receiver.take();
+            (took, distinct)
+        };
+        let (ours_took, ours_next) = later("ours");
+        let (theirs_took, theirs_next) = later("posthog");
+        let fate = |next: usize| {
+            if next == 2 {
+                "spooled, delivered by the next run"
+            } else {
+                "lost"
+            }
+        };
+        rows.push(row(
+            "one-event CLI exit, receiver that never answers",
+            format!("{} ({})", ms(ours_took), fate(ours_next)),
+            format!("{} ({})", ms(theirs_took), fate(theirs_next)),
+            format!(
+                "{:.0}x faster",
+                theirs_took.as_secs_f64() / ours_took.as_secs_f64()
+            ),
+        ));
+    }
     // 4. Peak memory in a burst with the endpoint down.
-    let n = (1_000_000 / scale).to_string();
-    let peak = |lib: &str| {
-        run.child(&[
-            "burst",
-            lib,
-            &refused,
-            &n,
-            &run.dir(&format!("burst-{lib}")),
-        ])
-        .0
-    };
-    let base = peak("none");
-    let ours = peak("ours");
-    let theirs = peak("posthog");
-    let mib = |v: &serde_json::Value| f(v, "peak_kib") / 1024.0;
-    rows.push(row(
-        format!(
-            "peak memory, burst of {n} with the endpoint down (program alone {:.1} MiB)",
-            mib(&base)
-        ),
-        format!(
-            "{:.1} MiB ({} counted drops)",
-            mib(&ours),
-            ours["extra"]["counted_drops"]
-        ),
-        format!("{:.1} MiB", mib(&theirs)),
-        format!(
-            "{:.1}x less",
-            (mib(&theirs) - mib(&base)) / (mib(&ours) - mib(&base)).max(0.1)
-        ),
-    ));
-
+    if wants(4) {
+        let n = (1_000_000 / scale).to_string();
+        let peak = |lib: &str| {
+            run.child(&[
+                "burst",
+                lib,
+                &refused,
+                &n,
+                &run.dir(&format!("burst-{lib}")),
+            ])
+            .0
+        };
+        let base = peak("none");
+        let ours = peak("ours");
+        let theirs = peak("posthog");
+        let mib = |v: &serde_json::Value| f(v, "peak_kib") / 1024.0;
+        rows.push(row(
+            format!(
+                "peak memory, burst of {n} with the endpoint down (program alone {:.1} MiB)",
+                mib(&base)
+            ),
+            format!(
+                "{:.1} MiB ({} counted drops)",
+                mib(&ours),
+                ours["extra"]["counted_drops"]
+            ),
+            format!("{:.1} MiB", mib(&theirs)),
+            format!(
+                "{:.1}x less",
+                (mib(&theirs) - mib(&base)) / (mib(&ours) - mib(&base)).max(0.1)
+            ),
+        ));
+    }
     // 5. Weight of a hello-world program.
-    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("hello");
-    let ours = weight(&hello.join("telemetry"), skip_build);
-    let theirs = weight(&hello.join("posthog"), skip_build);
-    rows.push(row(
-        "crates in the normal dependency tree of a hello-world program",
-        ours.crates.to_string(),
-        theirs.crates.to_string(),
-        format!("{:.1}x fewer", theirs.crates as f64 / ours.crates as f64),
-    ));
-    if let (Some(a), Some(b)) = (ours.build, theirs.build) {
+    if wants(5) {
+        let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("hello");
+        let ours = weight(&hello.join("telemetry"), skip_build);
+        let theirs = weight(&hello.join("posthog"), skip_build);
         rows.push(row(
-            "clean release build of it",
-            format!("{:.0} s", a.as_secs_f64()),
-            format!("{:.0} s", b.as_secs_f64()),
-            format!("{:.1}x faster", b.as_secs_f64() / a.as_secs_f64()),
+            "crates in the normal dependency tree of a hello-world program",
+            ours.crates.to_string(),
+            theirs.crates.to_string(),
+            format!("{:.1}x fewer", theirs.crates as f64 / ours.crates as f64),
         ));
+        if let (Some(a), Some(b)) = (ours.build, theirs.build) {
+            rows.push(row(
+                "clean release build of it",
+                format!("{:.0} s", a.as_secs_f64()),
+                format!("{:.0} s", b.as_secs_f64()),
+                format!("{:.1}x faster", b.as_secs_f64() / a.as_secs_f64()),
+            ));
+        }
+        if let (Some(a), Some(b)) = (ours.size, theirs.size) {
+            rows.push(row(
+                "its stripped binary",
+                format!("{:.2} MiB", a as f64 / 1048576.0),
+                format!("{:.2} MiB", b as f64 / 1048576.0),
+                format!("{:.1}x smaller", b as f64 / a as f64),
+            ));
+        }
     }
-    if let (Some(a), Some(b)) = (ours.size, theirs.size) {
-        rows.push(row(
-            "its stripped binary",
-            format!("{:.2} MiB", a as f64 / 1048576.0),
-            format!("{:.2} MiB", b as f64 / 1048576.0),
-            format!("{:.1}x smaller", b as f64 / a as f64),
-        ));
-    }
-
     println!();
     println!("| measurement | telemetry-runtime | posthog-rs 0.30 | ratio |");
     println!("|---|---|---|---|");
