@@ -33,6 +33,7 @@
 //! # Ok::<(), telemetry_runtime::CommandError>(())
 //! ```
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -68,23 +69,17 @@ pub enum TelemetryCommand {
 }
 
 /// Why a `telemetry` command failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum CommandError {
     /// The words given are not a command.
-    #[error("{0}\n\n{usage}", usage = TelemetryCommand::USAGE)]
     Usage(String),
     /// There is no state directory to save the choice in.
-    #[error(
-        "no state directory to keep the choice in (HOME is not set); set {prefix}_TELEMETRY_DIR, \
-         or use {prefix}_TELEMETRY=off or DO_NOT_TRACK=1"
-    )]
     NoStateDir {
         /// The prefix of the application's variables.
         prefix: String,
     },
     /// Reading or writing the state directory failed.
-    #[error("could not {action} {}: {source}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,
@@ -93,6 +88,35 @@ pub enum CommandError {
         /// What went wrong.
         source: io::Error,
     },
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Usage(problem) => {
+                write!(f, "{problem}\n\n{}", TelemetryCommand::USAGE)
+            }
+            CommandError::NoStateDir { prefix } => write!(
+                f,
+                "no state directory to keep the choice in (HOME is not set); set \
+                 {prefix}_TELEMETRY_DIR, or use {prefix}_TELEMETRY=off or DO_NOT_TRACK=1"
+            ),
+            CommandError::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "could not {action} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CommandError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 impl TelemetryCommand {

@@ -73,9 +73,16 @@ impl fmt::Display for Mode {
 }
 
 /// The error of parsing a [`Mode`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a telemetry mode (off, local, on)")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseModeError(String);
+
+impl fmt::Display for ParseModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is not a telemetry mode (off, local, on)", self.0)
+    }
+}
+
+impl std::error::Error for ParseModeError {}
 
 impl FromStr for Mode {
     type Err = ParseModeError;

@@ -197,12 +197,11 @@ pointers! {
 }
 
 /// Why an event could not be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
     /// A `#[plain]` field's `Serialize` implementation failed (for example a map whose keys are
     /// not strings, or a path that is not UTF-8).
-    #[error("property `{property}` could not be encoded: {reason}")]
     Plain {
         /// The JSON name of the property.
         property: &'static str,
@@ -210,6 +209,18 @@ pub enum EncodeError {
         reason: String,
     },
 }
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncodeError::Plain { property, reason } => {
+                write!(f, "property `{property}` could not be encoded: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 /// The anonymized properties of one event, as a JSON object in declaration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
