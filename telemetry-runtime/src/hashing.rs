@@ -6,9 +6,10 @@
 
 use std::fmt;
 
-use hmac::{KeyInit as _, Mac as _};
+use sha2::{Digest as _, Sha256};
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+/// SHA-256's block size, which HMAC pads its key to.
+const BLOCK: usize = 64;
 
 /// The secret key under which `#[hash]` and `#[trusted_or_hash]` fields are hashed.
 ///
@@ -26,8 +27,11 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// ```
 #[derive(Clone)]
 pub struct HashKey {
-    // Keyed once; each hash clones this state, which skips re-hashing the padded key.
-    keyed: HmacSha256,
+    // HMAC (RFC 2104) hashes the key padded with `0x36` before the data, and the key padded
+    // with `0x5c` before that digest. Both padded keys are hashed once, here; each hash
+    // clones these states.
+    inner: Sha256,
+    outer: Sha256,
 }
 
 impl HashKey {
@@ -36,15 +40,26 @@ impl HashKey {
 
     /// A key from 32 secret bytes.
     pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        let keyed = HmacSha256::new_from_slice(&bytes).expect("HMAC accepts keys of any length");
-        HashKey { keyed }
+        Self::with_key(&bytes)
+    }
+
+    /// HMAC-SHA-256 keyed with `key`, at most one block long.
+    fn with_key(key: &[u8]) -> Self {
+        debug_assert!(key.len() <= BLOCK);
+        let mut padded = [0; BLOCK];
+        padded[..key.len()].copy_from_slice(key);
+        let inner = Sha256::new_with_prefix(padded.map(|byte| byte ^ 0x36));
+        let outer = Sha256::new_with_prefix(padded.map(|byte| byte ^ 0x5c));
+        HashKey { inner, outer }
     }
 
     /// HMAC-SHA-256 of `data` under this key.
     pub fn hash(&self, data: &[u8]) -> [u8; 32] {
-        let mut mac = self.keyed.clone();
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+        let mut inner = self.inner.clone();
+        inner.update(data);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
     }
 
     /// HMAC-SHA-256 of `text` under this key, as 64 lower-case hex digits: what `#[hash]` sends.
@@ -69,6 +84,28 @@ mod tests {
     fn debug_does_not_show_the_key() {
         let shown = format!("{:?}", HashKey::from_bytes([0xab; 32]));
         assert!(!shown.to_lowercase().contains("ab"), "{shown}");
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn hashes_are_hmac_sha256_as_rfc_4231_publishes_it() {
+        // Test cases 1 and 2 of RFC 4231.
+        assert_eq!(
+            hex(&HashKey::with_key(&[0x0b; 20]).hash(b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex(&HashKey::with_key(b"Jefe").hash(b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Case 3: 50 bytes of data, longer than one block once padded.
+        assert_eq!(
+            hex(&HashKey::with_key(&[0xaa; 20]).hash(&[0xdd; 50])),
+            "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"
+        );
     }
 
     #[test]
