@@ -2,12 +2,11 @@
 //!
 //! Generated code writes each property through [`ObjectWriter::key`] and then one value into the
 //! returned [`JsonBuf`]. String escaping and number formatting are delegated to `serde_json`,
-//! `itoa` and `ryu`; this module only places the punctuation. Writing into a `Vec<u8>` cannot
+//! `itoa` and `zmij`; this module only places the punctuation. Writing into a `Vec<u8>` cannot
 //! fail, so the only failure is a `#[plain]` value whose `Serialize` impl refuses; that is
 //! recorded in the buffer, the value becomes `null`, and the caller sees an [`EncodeError`].
 
-use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::event::EncodeError;
 
@@ -75,7 +74,7 @@ impl JsonBuf {
     pub fn f64(&mut self, value: f64) {
         if value.is_finite() {
             self.bytes
-                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         } else {
             self.null();
         }
@@ -85,7 +84,7 @@ impl JsonBuf {
     pub fn f32(&mut self, value: f32) {
         if value.is_finite() {
             self.bytes
-                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         } else {
             self.null();
         }
@@ -123,13 +122,13 @@ impl JsonBuf {
     /// Writes a time as an RFC 3339 UTC string with milliseconds, or `null` if it lies
     /// before 1970 or after 9999, which RFC 3339 cannot express here.
     pub fn timestamp(&mut self, time: SystemTime) {
-        const YEAR_10000: u64 = 253_402_300_800;
-        match time.duration_since(UNIX_EPOCH) {
-            Ok(since) if since.as_secs() < YEAR_10000 => {
-                // Formatting a checked in-range time into a `Vec` cannot fail.
-                let _ = write!(self.bytes, "\"{}\"", humantime::format_rfc3339_millis(time));
+        match crate::time::rfc3339(time, true) {
+            Some(text) => {
+                self.bytes.push(b'"');
+                self.bytes.extend_from_slice(&text);
+                self.bytes.push(b'"');
             }
-            _ => self.null(),
+            None => self.null(),
         }
     }
 
@@ -281,7 +280,7 @@ mod tests {
 
     #[test]
     fn times_outside_rfc3339_become_null() {
-        use std::time::Duration;
+        use std::time::{Duration, UNIX_EPOCH};
         let before = UNIX_EPOCH - Duration::from_secs(1);
         assert_eq!(written(|b| b.timestamp(before)), "null");
         let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800);

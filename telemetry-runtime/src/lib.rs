@@ -78,6 +78,7 @@ mod status;
 mod sysinfo;
 mod telemetry;
 pub mod testing;
+mod time;
 mod upload;
 mod worker;
 

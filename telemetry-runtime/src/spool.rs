@@ -11,6 +11,7 @@
 //! died, or dropped its lines without settling them, stays on disk and becomes claimable again
 //! when the lock is released.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 use crate::state::{create_private_dir, unique_name, write_new_private};
 
@@ -87,18 +87,25 @@ pub(crate) struct Claimed {
 }
 
 /// The fields every event line must have for PostHog to accept the batch it is in.
-#[derive(Deserialize)]
-struct EventShape<'a> {
-    #[serde(borrow)]
-    event: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    timestamp: std::borrow::Cow<'a, str>,
-    #[serde(rename = "distinct_id")]
-    _distinct_id: IgnoredAny,
-    #[serde(rename = "uuid")]
-    _uuid: IgnoredAny,
-    #[serde(rename = "properties")]
-    _properties: IgnoredAny,
+struct EventShape {
+    event: String,
+    timestamp: String,
+}
+
+impl EventShape {
+    /// The shape of `text`, if it is an object with every field PostHog requires.
+    fn of(text: &str) -> Option<EventShape> {
+        let members: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+        let string = |key: &str| serde_json::from_str::<String>(members.get(key)?.get()).ok();
+        let present = ["distinct_id", "uuid", "properties"]
+            .iter()
+            .all(|key| members.contains_key(*key));
+        Some(EventShape {
+            event: string("event")?,
+            timestamp: string("timestamp")?,
+        })
+        .filter(|_| present)
+    }
 }
 
 impl Spool {
@@ -284,14 +291,14 @@ impl Spool {
                 continue;
             }
             let text = std::str::from_utf8(line).ok();
-            let shape = text.and_then(|text| serde_json::from_str::<EventShape<'_>>(text).ok());
+            let shape = text.and_then(EventShape::of);
             let Some((text, shape)) = text.zip(shape) else {
                 claimed.discarded += 1;
                 continue;
             };
             let counted = shape.event != DROP_REPORT;
 
-            let fresh = humantime::parse_rfc3339(&shape.timestamp).is_ok_and(|at| at >= oldest);
+            let fresh = crate::time::parse_rfc3339(&shape.timestamp).is_some_and(|at| at >= oldest);
             if !fresh || text.len() > MAX_LINE_BYTES {
                 claimed.discarded += u64::from(counted);
                 continue;
@@ -342,7 +349,7 @@ mod tests {
     fn event(at: SystemTime) -> String {
         format!(
             r#"{{"event":"e","distinct_id":"d","properties":{{}},"timestamp":"{}","uuid":"u"}}"#,
-            humantime::format_rfc3339_millis(at)
+            crate::time::rfc3339_string(at, true)
         )
     }
 

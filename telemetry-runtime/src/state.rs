@@ -65,7 +65,7 @@ pub(crate) fn unique_name(prefix: &str, suffix: &str) -> String {
 /// digest of the time, process, thread and a counter: not secret, but still unique, so ids do
 /// not collide and hashes are still not a plain, dictionary-reversible digest. Never panics.
 pub(crate) fn fill_random(buf: &mut [u8]) {
-    if getrandom::fill(buf).is_ok() {
+    if getrandom::getrandom(buf).is_ok() {
         return;
     }
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -289,7 +289,7 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
 /// Records that the first-run notice was shown; `Ok(true)` if this call recorded it, `Ok(false)`
 /// if it was recorded before (by this or another process).
 pub(crate) fn record_notice(dir: &Path) -> io::Result<bool> {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp = crate::time::rfc3339_string(std::time::SystemTime::now(), false);
     match put_private(dir, NOTICE_FILE, stamp.as_bytes(), |from, to| {
         fs::hard_link(from, to)
     }) {

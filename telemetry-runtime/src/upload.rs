@@ -158,8 +158,7 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     let value = value.trim();
     let delay = match value.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
+        Err(_) => crate::time::parse_http_date(value)?
             .duration_since(now)
             .unwrap_or(Duration::ZERO),
     };
@@ -170,14 +169,66 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 pub(crate) fn print_pretty(label: &str, destination: &str, json: &[u8]) {
     let mut out = Vec::with_capacity(json.len() * 2);
     let _ = writeln!(out, "[{label}] {destination}:");
-    let mut reader = serde_json::Deserializer::from_slice(json);
-    let mut writer = serde_json::Serializer::pretty(&mut out);
-    if serde_transcode::transcode(&mut reader, &mut writer).is_err() {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(json).is_ok() {
+        indent(json, &mut out);
+    } else {
         out.extend_from_slice(json);
     }
     out.push(b'\n');
     // One write, so lines from concurrent output do not interleave with it.
     let _ = std::io::stderr().lock().write_all(&out);
+}
+
+/// Appends the valid, compact JSON `json` to `out` with one member or element per line,
+/// indented by two spaces per level, in the order written.
+fn indent(json: &[u8], out: &mut Vec<u8>) {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.resize(out.len() + 2 * depth, b' ');
+    };
+    for (at, &byte) in json.iter().enumerate() {
+        if in_string {
+            out.push(byte);
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => {
+                in_string = true;
+                out.push(byte);
+            }
+            b'{' | b'[' => {
+                out.push(byte);
+                // An empty object or array stays on its line.
+                if !matches!(json.get(at + 1), Some(b'}' | b']')) {
+                    depth += 1;
+                    newline(out, depth);
+                }
+            }
+            b'}' | b']' => {
+                if !matches!(json.get(at.wrapping_sub(1)), Some(b'{' | b'[')) {
+                    depth = depth.saturating_sub(1);
+                    newline(out, depth);
+                }
+                out.push(byte);
+            }
+            b',' => {
+                out.push(byte);
+                newline(out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            b' ' | b'\n' | b'\r' | b'\t' => {}
+            _ => out.push(byte),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,15 +239,36 @@ mod tests {
     fn retry_after_reads_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(90))
-        );
-        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        // `now` is Sun, 09 Sep 2001 01:46:40 GMT.
+        let later = "Sun, 09 Sep 2001 01:48:10 GMT";
+        assert_eq!(parse_retry_after(later, now), Some(Duration::from_secs(90)));
+        let earlier = "Sun, 09 Sep 2001 01:45:10 GMT";
+        assert_eq!(parse_retry_after(earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn json_is_indented_as_serde_json_indents_it_but_in_the_order_written() {
+        let compact = r#"{"b":[1,{"x":"a,b:{c}","y":"q\"}"}],"a":{},"c":[],"d":{"e":null}}"#;
+        let mut out = Vec::new();
+        indent(compact.as_bytes(), &mut out);
+        let value: serde_json::Value = serde_json::from_str(compact).unwrap();
+        let pretty = String::from_utf8(out).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&pretty).unwrap(),
+            value
+        );
+        // The same layout as serde_json's, whose keys come out sorted: compare with the keys
+        // of both in written order.
+        let expected = serde_json::to_string_pretty(&value).unwrap();
+        let lines = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(lines(&pretty), lines(&expected));
+        assert!(pretty.starts_with("{\n  \"b\": [\n    1,"), "{pretty}");
     }
 
     #[test]
