@@ -58,8 +58,8 @@ mod capture {
         bencher.bench_local(|| off.capture(black_box(&job)));
     }
 
-    /// `capture` of the job event with telemetry on: encoding, hashing and scrubbing on the
-    /// caller's thread, then one non-blocking send to the background thread.
+    /// `capture` of the job event with telemetry on: recording it on the caller's thread, then
+    /// one non-blocking send to the background thread (which hashes, scrubs and encodes it).
     #[divan::bench]
     fn on_job_event(bencher: Bencher) {
         let job = JobSubmitted::sample();

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use crate::HashKey;
 use crate::json::{JsonBuf, ObjectWriter};
 use crate::schema::{EventSchema, Shape};
-use crate::scrub::scrub;
 
 /// Types `#[hash]` accepts.
 #[diagnostic::on_unimplemented(
@@ -97,7 +96,7 @@ impl Trust {
         if self.trusts(text) {
             out.string(text);
         } else {
-            out.hex(&key.hash(bytes));
+            out.hashed(key, bytes);
         }
     }
 }
@@ -141,7 +140,7 @@ macro_rules! strings {
         impl Hashable for $ty {
             const __SHAPE: Shape = Shape::String;
             fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
-                out.hex(&key.hash(self.as_bytes()));
+                out.hashed(key, self.as_bytes());
             }
         }
         impl Trustable for $ty {
@@ -171,7 +170,7 @@ macro_rules! os_strings {
             const __SHAPE: Shape = Shape::String;
             fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
                 let os: &OsStr = self.as_ref();
-                out.hex(&key.hash(os.as_encoded_bytes()));
+                out.hashed(key, os.as_encoded_bytes());
             }
         }
         impl Trustable for $ty {
@@ -200,7 +199,7 @@ macro_rules! displayed {
             fn __write_hashed(&self, out: &mut JsonBuf, key: &HashKey) {
                 let mut text = StackText::default();
                 let _ = fmt::Write::write_fmt(&mut text, format_args!("{self}"));
-                out.hex(&key.hash(text.as_bytes()));
+                out.hashed(key, text.as_bytes());
             }
         }
     )*};
@@ -490,9 +489,8 @@ pub mod handles {
         Handle {
             shape: Shape::String,
             write: |value, properties, field| {
-                let (text, truncated) = scrubbed(value, field.max_len);
-                properties.key(field.name).string(&text);
-                properties.key(field.truncated_name).bool(truncated);
+                properties.key(field.name).scrubbed(value, field.max_len);
+                properties.key(field.truncated_name).scrub_flag();
             },
         }
     }
@@ -501,18 +499,11 @@ pub mod handles {
         Handle {
             shape: Shape::Nullable(&Shape::String),
             write: |value, properties, field| {
-                let truncated = match value {
-                    Some(value) => {
-                        let (text, truncated) = scrubbed(value, field.max_len);
-                        properties.key(field.name).string(&text);
-                        truncated
-                    }
-                    None => {
-                        properties.key(field.name).null();
-                        false
-                    }
-                };
-                properties.key(field.truncated_name).bool(truncated);
+                match value {
+                    Some(value) => properties.key(field.name).scrubbed(value, field.max_len),
+                    None => properties.key(field.name).null(),
+                }
+                properties.key(field.truncated_name).scrub_flag();
             },
         }
     }
@@ -521,48 +512,14 @@ pub mod handles {
         Handle {
             shape: Shape::Array(&Shape::String),
             write: |value, properties, field| {
-                let mut any_truncated = false;
                 properties
                     .key(field.name)
                     .array(value.as_ref(), |item, out| {
-                        let (text, truncated) = scrubbed(item, field.max_len);
-                        any_truncated |= truncated;
-                        out.string(&text);
+                        out.scrubbed(item, field.max_len);
                     });
-                properties.key(field.truncated_name).bool(any_truncated);
+                properties.key(field.truncated_name).scrub_flag();
             },
         }
-    }
-}
-
-/// Scrubs the `Display` text of `value`. Formatting stops just past what [`scrub`] looks at,
-/// so an error that prints megabytes costs no more than one that prints a line.
-pub(crate) fn scrubbed<T: ?Sized + Display>(value: &T, max_len: usize) -> (String, bool) {
-    let mut text = BoundedText {
-        text: String::new(),
-        limit: crate::scrub::input_limit(max_len).saturating_add(1),
-    };
-    let _ = fmt::Write::write_fmt(&mut text, format_args!("{value}"));
-    let scrubbed = scrub(&text.text, max_len);
-    (scrubbed.text, scrubbed.truncated)
-}
-
-/// A `fmt::Write` that keeps the first `limit` bytes and then stops the formatting.
-struct BoundedText {
-    text: String,
-    limit: usize,
-}
-
-impl fmt::Write for BoundedText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = self.limit - self.text.len();
-        if s.len() <= room {
-            self.text.push_str(s);
-            return Ok(());
-        }
-        self.text
-            .push_str(&s[..crate::scrub::floor_boundary(s, room)]);
-        Err(fmt::Error)
     }
 }
 
@@ -602,8 +559,32 @@ mod tests {
             }
         }
         assert_eq!(crate::scrub::input_limit(100), 1424);
-        let (text, truncated) = scrubbed(&Huge, 100);
-        assert!(truncated);
-        assert_eq!(text, "<path> ".repeat(7) + "abcdefg");
+        let key = HashKey::from_bytes([1; 32]);
+        for recording in [false, true] {
+            let mut buf = if recording {
+                JsonBuf::tape(crate::json::Tape::default())
+            } else {
+                JsonBuf::new()
+            };
+            let mut object = buf.object();
+            object.key("message").scrubbed(&Huge, 100);
+            object.key("truncated").scrub_flag();
+            object.end();
+            let json = if recording {
+                let mut out = JsonBuf::new();
+                crate::json::replay(&buf.finish_tape().unwrap(), &key, &mut out);
+                out.finish().unwrap()
+            } else {
+                buf.finish().unwrap()
+            };
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            assert_eq!(
+                value,
+                serde_json::json!({
+                    "message": "<path> ".repeat(7) + "abcdefg",
+                    "truncated": true,
+                })
+            );
+        }
     }
 }

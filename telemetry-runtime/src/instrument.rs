@@ -385,18 +385,11 @@ impl Recorder {
                 None => properties.key("error_type").null(),
             }
             if let Some(max_len) = spec.message {
-                let truncated = match message {
-                    Some(message) => {
-                        let (text, truncated) = crate::dispositions::scrubbed(message, max_len);
-                        properties.key("error_message").string(&text);
-                        truncated
-                    }
-                    None => {
-                        properties.key("error_message").null();
-                        false
-                    }
-                };
-                properties.key("error_message_truncated").bool(truncated);
+                match message {
+                    Some(message) => properties.key("error_message").scrubbed(message, max_len),
+                    None => properties.key("error_message").null(),
+                }
+                properties.key("error_message_truncated").scrub_flag();
             }
             match arguments {
                 Ok(members) => properties.members(members),

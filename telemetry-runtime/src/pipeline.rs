@@ -30,66 +30,70 @@ use crate::TelemetryEvent;
 use crate::builtin::AppStopped;
 use crate::config::{Endpoint, Limits};
 use crate::consent::{Decision, Mode};
-use crate::json::{JsonBuf, ObjectWriter};
+use crate::json::{JsonBuf, ObjectWriter, Tape};
 use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
 thread_local! {
-    /// The buffer each thread encodes its events in, kept in its cache.
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The tape each thread records its events on, kept in its cache.
+    static SCRATCH: std::cell::Cell<Tape> = const {
+        std::cell::Cell::new(Tape { bytes: Vec::new(), keys: Vec::new() })
+    };
 }
 
-/// The largest scratch buffer a thread keeps between captures.
+/// The largest scratch tape a thread keeps between captures, in bytes.
 const MAX_SCRATCH: usize = 64 << 10;
 
-/// This thread's scratch buffer, or a new one if it is in use (an event captured while
-/// encoding another) or the thread is exiting.
-fn take_scratch() -> Vec<u8> {
+/// This thread's scratch tape, or a new one if it is in use (an event captured while
+/// recording another) or the thread is exiting.
+fn take_scratch() -> Tape {
     let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
-    scratch.clear();
-    if scratch.capacity() == 0 {
-        scratch.reserve(2048);
+    if scratch.bytes.capacity() == 0 {
+        scratch.bytes.reserve(1024);
+        scratch.keys.reserve(64);
     }
     scratch
 }
 
-fn return_scratch(scratch: Vec<u8>) {
-    if scratch.capacity() <= MAX_SCRATCH {
+fn return_scratch(scratch: Tape) {
+    if scratch.bytes.capacity() <= MAX_SCRATCH {
         let _ = SCRATCH.try_with(|cell| cell.set(scratch));
     }
 }
 
-/// How many emptied event buffers wait for reuse.
-const POOLED_BUFFERS: usize = 512;
-/// The largest buffer kept for reuse; a larger one (a rare large event) is freed.
+/// How many emptied tapes wait for reuse.
+const POOLED_TAPES: usize = 512;
+/// The largest tape kept for reuse, in bytes; a larger one (a rare large event) is freed.
 const MAX_POOLED_CAPACITY: usize = 8 << 10;
 
-/// The buffers events travel in, returned by the background thread once it has copied them
-/// into a batch. Reusing them saves an allocation per capture, and the background thread
-/// freeing memory the caller's thread allocated, which the allocator makes costly.
-pub(crate) struct BufferPool {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
+/// The tapes events travel on, returned by the background thread once it has replayed them.
+/// Reusing them saves allocations per capture, and the background thread freeing memory the
+/// caller's thread allocated, which the allocator makes costly.
+pub(crate) struct TapePool {
+    tx: Sender<Tape>,
+    rx: Receiver<Tape>,
 }
 
-impl BufferPool {
-    fn new() -> BufferPool {
-        let (tx, rx) = crossbeam_channel::bounded(POOLED_BUFFERS);
-        BufferPool { tx, rx }
+impl TapePool {
+    fn new() -> TapePool {
+        let (tx, rx) = crossbeam_channel::bounded(POOLED_TAPES);
+        TapePool { tx, rx }
     }
 
-    /// An empty buffer, reused if one is waiting.
-    fn take(&self) -> Vec<u8> {
-        self.rx
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(2048))
+    /// A copy of `recorded` on a reused tape if one is waiting. The copy is made from the
+    /// scratch tape, still in the caller's cache.
+    fn copy(&self, recorded: &Tape) -> Tape {
+        let mut tape = self.rx.try_recv().unwrap_or_default();
+        tape.bytes.extend_from_slice(&recorded.bytes);
+        tape.keys.extend_from_slice(&recorded.keys);
+        tape
     }
 
-    /// Keeps `buffer` for a later capture, unless the pool is full or it is unusually large.
-    pub(crate) fn give(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() <= MAX_POOLED_CAPACITY {
-            buffer.clear();
-            let _ = self.tx.try_send(buffer);
+    /// Keeps `tape` for a later capture, unless the pool is full or it is unusually large.
+    pub(crate) fn give(&self, mut tape: Tape) {
+        if tape.bytes.capacity() <= MAX_POOLED_CAPACITY {
+            tape.clear();
+            let _ = self.tx.try_send(tape);
         }
     }
 }
@@ -164,12 +168,12 @@ impl Doorbell {
     }
 }
 
-/// An event encoded on the caller's thread, on its way to the background thread.
+/// An event recorded on the caller's thread, on its way to the background thread.
 pub(crate) struct Captured {
     pub name: &'static str,
     pub at: SystemTime,
-    /// The properties as a JSON object.
-    pub properties: Vec<u8>,
+    /// The properties, recorded as a tape of a JSON object.
+    pub properties: Tape,
 }
 
 /// A request to the background thread.
@@ -214,6 +218,13 @@ impl Outbox {
     pub(crate) fn push_back(&mut self, line: Line) {
         self.bytes += line.json.len();
         self.lines.push_back(line);
+    }
+
+    /// Appends `line`, if there is one.
+    pub(crate) fn extend(&mut self, line: Option<Line>) {
+        if let Some(line) = line {
+            self.push_back(line);
+        }
     }
 
     pub(crate) fn push_front(&mut self, line: Line) {
@@ -290,8 +301,8 @@ pub(crate) struct Shared {
     pub control_rx: Receiver<Control>,
     /// Wakes the background thread for events and requests.
     pub doorbell: Doorbell,
-    /// Buffers for the events, back from the background thread.
-    pub buffers: BufferPool,
+    /// Tapes for the events, back from the background thread.
+    pub tapes: TapePool,
     worker_started: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
     /// When the pipeline was made: the start of the uptime in `app_stopped`.
@@ -423,7 +434,7 @@ impl Shared {
             control_tx,
             control_rx,
             doorbell: Doorbell::new(),
-            buffers: BufferPool::new(),
+            tapes: TapePool::new(),
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
             started: Instant::now(),
@@ -489,7 +500,8 @@ impl Shared {
         }
     }
 
-    /// Encodes `event` on the caller's thread and queues it without blocking. Never panics:
+    /// Records `event` on the caller's thread and queues it without blocking; the background
+    /// thread hashes, scrubs and encodes it (see [`crate::json`]). Never panics:
     /// not even a panicking logger gets through.
     pub(crate) fn capture<E: TelemetryEvent + ?Sized>(&self, event: &E) {
         self.capture_with(E::SCHEMA.name, |properties, key| {
@@ -529,13 +541,12 @@ impl Shared {
         // is dropped and the panic stays here. Encoding happens before the gate, so a slow
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
-            let mut buf = JsonBuf::from_vec(take_scratch());
+            let mut buf = JsonBuf::tape(take_scratch());
             let mut properties = buf.object();
             write(&mut properties, &self.settings.identity.key);
             properties.end();
-            buf.finish().map(|scratch| {
-                let mut properties = self.buffers.take();
-                properties.extend_from_slice(&scratch);
+            buf.finish_tape().map(|scratch| {
+                let properties = self.tapes.copy(&scratch);
                 return_scratch(scratch);
                 properties
             })
@@ -549,7 +560,9 @@ impl Shared {
             };
             Counters::add(&self.counters.captured, 1);
             match encoded {
-                Ok(Ok(properties)) if properties.len() <= self.settings.limits.max_event_bytes => {
+                Ok(Ok(properties))
+                    if properties.bytes.len() <= self.settings.limits.max_event_bytes =>
+                {
                     self.ensure_worker();
                     let captured = Captured {
                         name,
@@ -619,42 +632,41 @@ impl Shared {
     }
 
     /// Completes a captured event into the object PostHog expects, with a v7 uuid made from
-    /// the capture time.
-    pub(crate) fn assemble(&self, captured: &Captured, random: [u8; 10]) -> Line {
+    /// the capture time: its properties are replayed from their tape, hashed and scrubbed, and
+    /// the common properties added. `None`, counted, if the properties turn out too large.
+    pub(crate) fn assemble(&self, captured: &Captured, random: [u8; 10]) -> Option<Line> {
         let millis = captured.at.duration_since(UNIX_EPOCH).map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
         let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-        let mut out = JsonBuf::with_capacity(captured.properties.len() + 320);
-        {
-            let mut object = out.object();
-            object.key("event").string(captured.name);
-            object
-                .key("distinct_id")
-                .raw(self.distinct_id_json.as_bytes());
-            let properties = &captured.properties;
-            let inner = &properties[1..properties.len() - 1];
-            let target = object.key("properties");
-            target.raw(b"{");
-            target.raw(inner);
-            if !inner.is_empty() {
-                target.raw(b",");
-            }
-            target.raw(self.common_properties().as_bytes());
-            target.raw(b"}");
-            object.key("timestamp").timestamp(captured.at);
-            object.key("uuid").string(
-                uuid.hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
-            );
-            object.end();
+        let common = self.common_properties().as_bytes();
+        let mut out =
+            JsonBuf::with_capacity(captured.properties.bytes.len() * 2 + common.len() + 320);
+        let mut object = out.object();
+        object.key("event").string(captured.name);
+        object
+            .key("distinct_id")
+            .raw(self.distinct_id_json.as_bytes());
+        let target = object.key("properties");
+        let start = target.len();
+        crate::json::replay(&captured.properties, &self.settings.identity.key, target);
+        if target.len() - start > self.settings.limits.max_event_bytes {
+            Counters::add(&self.counters.too_large, 1);
+            return None;
         }
+        target.extend_last_object(common);
+        object.key("timestamp").timestamp(captured.at);
+        object.key("uuid").string(
+            uuid.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+        object.end();
         let bytes = out.finish().expect("only pre-encoded JSON is written");
-        Line {
+        Some(Line {
             json: String::from_utf8(bytes).expect("the encoder writes UTF-8"),
             counted: true,
             origin: None,
-        }
+        })
     }
 
     /// Spools every line not yet confirmed and everything still queued; nothing is sent after
@@ -670,8 +682,8 @@ impl Shared {
         let mut random = crate::worker::RandomPool::new();
         while let Ok(captured) = self.events_rx.try_recv() {
             let line = self.assemble(&captured, random.take());
-            self.buffers.give(captured.properties);
-            outbox.push_back(line);
+            self.tapes.give(captured.properties);
+            outbox.extend(line);
         }
         let lines = outbox.take_front(usize::MAX);
         let problem = self.store(lines);

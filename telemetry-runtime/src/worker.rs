@@ -228,8 +228,8 @@ impl<'a> Worker<'a> {
                 break;
             };
             let line = self.shared.assemble(&captured, self.random.take());
-            self.shared.buffers.give(captured.properties);
-            outbox.push_back(line);
+            self.shared.tapes.give(captured.properties);
+            outbox.extend(line);
         }
         if !outbox.is_empty() {
             self.oldest.get_or_insert_with(Instant::now);
@@ -320,13 +320,13 @@ impl<'a> Worker<'a> {
             unencodable,
             too_large,
         };
-        let mut properties = crate::json::JsonBuf::new();
+        let mut properties = crate::json::JsonBuf::tape(crate::json::Tape::default());
         crate::event::write_properties(
             &report,
             &mut properties,
             &self.shared.settings.identity.key,
         );
-        let Ok(properties) = properties.finish() else {
+        let Ok(properties) = properties.finish_tape() else {
             return;
         };
         let report = Captured {
@@ -334,7 +334,9 @@ impl<'a> Worker<'a> {
             at: std::time::SystemTime::now(),
             properties,
         };
-        let mut line = self.shared.assemble(&report, self.random.take());
+        let Some(mut line) = self.shared.assemble(&report, self.random.take()) else {
+            return;
+        };
         line.counted = false;
         let mut outbox = lock(&self.shared.outbox);
         if !outbox.closed {
