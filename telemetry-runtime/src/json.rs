@@ -113,18 +113,13 @@ impl JsonBuf {
         self.bytes.extend_from_slice(operand);
     }
 
-    /// Appends a complete JSON value.
-    fn value(&mut self, json: &[u8]) {
+    /// Appends a complete JSON value that is already encoded.
+    pub(crate) fn raw(&mut self, json: &[u8]) {
         if self.recording() {
             self.push_op(op::RAW, json);
         } else {
             self.bytes.extend_from_slice(json);
         }
-    }
-
-    /// Appends JSON text that is already encoded.
-    pub(crate) fn raw(&mut self, json: &[u8]) {
-        self.value(json);
     }
 
     /// How many bytes were written.
@@ -167,23 +162,23 @@ impl JsonBuf {
 
     /// Writes `null`.
     pub fn null(&mut self) {
-        self.value(b"null");
+        self.raw(b"null");
     }
 
     /// Writes `true` or `false`.
     pub fn bool(&mut self, value: bool) {
-        self.value(if value { b"true" } else { b"false" });
+        self.raw(if value { b"true" } else { b"false" });
     }
 
     /// Writes an integer.
     pub fn int<I: itoa::Integer>(&mut self, value: I) {
-        self.value(itoa::Buffer::new().format(value).as_bytes());
+        self.raw(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// Writes a number; NaN and infinities become `null`.
     pub fn f64(&mut self, value: f64) {
         if value.is_finite() {
-            self.value(zmij::Buffer::new().format_finite(value).as_bytes());
+            self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
         } else {
             self.null();
         }
@@ -192,7 +187,7 @@ impl JsonBuf {
     /// Writes a number; NaN and infinities become `null`.
     pub fn f32(&mut self, value: f32) {
         if value.is_finite() {
-            self.value(zmij::Buffer::new().format_finite(value).as_bytes());
+            self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
         } else {
             self.null();
         }
@@ -527,14 +522,20 @@ pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
         bytes: &tape.bytes,
         at: 0,
     };
+    // A member of an object, or (`in_array`) an element of an array, follows a comma unless
+    // it is the first.
+    let comma = |open: &mut Vec<(bool, bool)>, out: &mut JsonBuf, in_array: bool| {
+        if let Some((is_array, empty)) = open.last_mut()
+            && *is_array == in_array
+            && !std::mem::take(empty)
+        {
+            out.bytes.push(b',');
+        }
+    };
     while let Some(&operation) = tape.bytes.get(reader.at) {
         reader.at += 1;
         if operation == op::KEY {
-            if let Some((_, empty)) = open.last_mut()
-                && !std::mem::take(empty)
-            {
-                out.bytes.push(b',');
-            }
+            comma(&mut open, out, false);
             out.escaped(keys.next().copied().unwrap_or_default());
             out.bytes.push(b':');
             continue;
@@ -549,20 +550,11 @@ pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
             continue;
         }
         if operation == op::MEMBERS {
-            if let Some((_, empty)) = open.last_mut()
-                && !std::mem::take(empty)
-            {
-                out.bytes.push(b',');
-            }
+            comma(&mut open, out, false);
             out.bytes.extend_from_slice(reader.operand());
             continue;
         }
-        // A value: in an array, after a comma unless it is the first.
-        if let Some((true, empty)) = open.last_mut()
-            && !std::mem::take(empty)
-        {
-            out.bytes.push(b',');
-        }
+        comma(&mut open, out, true);
         match operation {
             op::OBJECT => {
                 out.bytes.push(b'{');

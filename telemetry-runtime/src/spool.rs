@@ -97,14 +97,16 @@ impl EventShape {
     fn of(text: &str) -> Option<EventShape> {
         let members: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
         let string = |key: &str| serde_json::from_str::<String>(members.get(key)?.get()).ok();
-        let present = ["distinct_id", "uuid", "properties"]
+        if !["distinct_id", "uuid", "properties"]
             .iter()
-            .all(|key| members.contains_key(*key));
+            .all(|key| members.contains_key(*key))
+        {
+            return None;
+        }
         Some(EventShape {
             event: string("event")?,
             timestamp: string("timestamp")?,
         })
-        .filter(|_| present)
     }
 }
 
