@@ -183,6 +183,9 @@ fn retryable_answers_are_retried_with_the_same_uuids() {
         let attempts = [receiver.next(), receiver.next(), receiver.next()];
         for attempt in &attempts[1..] {
             assert_eq!(attempt.uuids(), attempts[0].uuids(), "HTTP {status}");
+            // Each attempt writes the events anew from what was captured; they come out the
+            // same, hashes, timestamps and all.
+            assert_eq!(attempt.events(), attempts[0].events(), "HTTP {status}");
         }
         assert_eq!(stats.delivered, 2, "HTTP {status}: {stats:?}");
         assert_accounted(&stats);

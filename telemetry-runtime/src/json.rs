@@ -83,8 +83,13 @@ impl JsonBuf {
 
     /// An empty buffer with room for `capacity` bytes.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self::reusing(Vec::with_capacity(capacity))
+    }
+
+    /// A buffer that writes after what `bytes` holds, in its allocation.
+    pub(crate) fn reusing(bytes: Vec<u8>) -> Self {
         JsonBuf {
-            bytes: Vec::with_capacity(capacity),
+            bytes,
             ..Self::default()
         }
     }

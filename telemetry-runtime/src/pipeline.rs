@@ -61,40 +61,77 @@ fn return_scratch(scratch: Tape) {
     }
 }
 
-/// How many emptied tapes wait for reuse.
-const POOLED_TAPES: usize = 512;
 /// The largest tape kept for reuse, in bytes; a larger one (a rare large event) is freed.
 const MAX_POOLED_CAPACITY: usize = 8 << 10;
+/// How many emptied tapes stay pooled while nothing is pending.
+pub(crate) const IDLE_TAPES: usize = 64;
 
 /// The tapes events travel on, returned by the background thread once it has replayed them.
-/// Reusing them saves allocations per capture, and the background thread freeing memory the
-/// caller's thread allocated, which the allocator makes costly.
+///
+/// Reusing them saves an allocation per capture, and, more importantly, the background thread
+/// freeing memory the caller's thread allocated: that takes the allocator's lock for the
+/// caller's heap, which the caller is using at the same time, and in a burst it cost more
+/// than everything else the thread does. Up to a queue's worth of tapes are kept, so a burst
+/// that fills the queue over and over recycles the same tapes; once the thread has nothing
+/// pending, all but a few are freed.
 pub(crate) struct TapePool {
-    tx: Sender<Tape>,
-    rx: Receiver<Tape>,
+    tapes: Mutex<Vec<Tape>>,
+    most: usize,
 }
 
 impl TapePool {
-    fn new() -> TapePool {
-        let (tx, rx) = crossbeam_channel::bounded(POOLED_TAPES);
-        TapePool { tx, rx }
+    fn new(most: usize) -> TapePool {
+        TapePool {
+            tapes: Mutex::new(Vec::new()),
+            most,
+        }
     }
 
     /// A copy of `recorded` on a reused tape if one is waiting. The copy is made from the
-    /// scratch tape, still in the caller's cache.
+    /// scratch tape, still in the caller's cache. A caller never waits for the pool: while
+    /// the background thread is returning tapes, it takes a new one.
     fn copy(&self, recorded: &Tape) -> Tape {
-        let mut tape = self.rx.try_recv().unwrap_or_default();
+        let reused = match self.tapes.try_lock() {
+            Ok(mut tapes) => tapes.pop(),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().pop(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let mut tape = reused.unwrap_or_default();
         tape.bytes.extend_from_slice(&recorded.bytes);
         tape.keys.extend_from_slice(&recorded.keys);
         tape
     }
 
-    /// Keeps `tape` for a later capture, unless the pool is full or it is unusually large.
-    pub(crate) fn give(&self, mut tape: Tape) {
-        if tape.bytes.capacity() <= MAX_POOLED_CAPACITY {
-            tape.clear();
-            let _ = self.tx.try_send(tape);
+    /// Keeps `tapes` for later captures, except unusually large ones and those beyond the
+    /// pool's bound, which are freed (after the lock is released).
+    pub(crate) fn give(&self, tapes: &mut Vec<Tape>) {
+        let mut surplus = Vec::new();
+        {
+            let mut pool = lock(&self.tapes);
+            for mut tape in tapes.drain(..) {
+                if pool.len() < self.most && tape.bytes.capacity() <= MAX_POOLED_CAPACITY {
+                    tape.clear();
+                    pool.push(tape);
+                } else {
+                    surplus.push(tape);
+                }
+            }
         }
+        drop(surplus);
+    }
+
+    /// Frees all but `keep` pooled tapes.
+    pub(crate) fn trim(&self, keep: usize) {
+        let surplus = {
+            let mut pool = lock(&self.tapes);
+            if pool.len() <= keep {
+                return;
+            }
+            let surplus = pool.split_off(keep);
+            pool.shrink_to(keep);
+            surplus
+        };
+        drop(surplus);
     }
 }
 
@@ -184,9 +221,9 @@ pub(crate) enum Control {
     Shutdown { until: Instant, done: Sender<()> },
 }
 
-/// A complete event object, ready to be sent or spooled.
+/// An event waiting in the outbox.
 pub(crate) struct Line {
-    pub json: String,
+    pub text: Text,
     /// Whether the line is one of the counted events (every event except the pipeline's own
     /// report of dropped events, which is not the application's).
     pub counted: bool,
@@ -195,11 +232,41 @@ pub(crate) struct Line {
     pub origin: Option<Arc<Claim>>,
 }
 
+/// What an event in the outbox is made of.
+pub(crate) enum Text {
+    /// A complete event object, read back from the spool.
+    Json(String),
+    /// An event captured by this process. Its JSON is assembled (see [`Shared::assemble`])
+    /// where it is needed, straight into a batch's body or a spool file, and comes out the
+    /// same every time: the uuid's random part is kept, hashing and scrubbing are
+    /// deterministic. Holding the compact tape instead of the JSON keeps the outbox small, and
+    /// accepting an event from the queue costs next to nothing, so the queue empties as fast
+    /// as callers fill it.
+    Recorded {
+        captured: Captured,
+        random: [u8; 10],
+    },
+}
+
 impl Line {
-    /// Marks the line as having reached its end: delivered, dropped or spooled anew.
-    pub(crate) fn settle(self) {
-        if let Some(claim) = &self.origin {
-            claim.settle_one();
+    /// A line for an event captured by this process.
+    pub(crate) fn recorded(captured: Captured, random: [u8; 10]) -> Line {
+        Line {
+            text: Text::Recorded { captured, random },
+            counted: true,
+            origin: None,
+        }
+    }
+
+    /// About how many bytes of memory the line holds, as the outbox's bound counts them.
+    pub(crate) fn size(&self) -> usize {
+        match &self.text {
+            Text::Json(json) => json.len(),
+            Text::Recorded { captured, .. } => {
+                captured.properties.bytes.len()
+                    + captured.properties.keys.len() * size_of::<&str>()
+                    + size_of::<Line>()
+            }
         }
     }
 }
@@ -216,27 +283,24 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     pub(crate) fn push_back(&mut self, line: Line) {
-        self.bytes += line.json.len();
+        self.bytes += line.size();
         self.lines.push_back(line);
     }
 
-    /// Appends `line`, if there is one.
-    pub(crate) fn extend(&mut self, line: Option<Line>) {
-        if let Some(line) = line {
-            self.push_back(line);
-        }
-    }
-
     pub(crate) fn push_front(&mut self, line: Line) {
-        self.bytes += line.json.len();
+        self.bytes += line.size();
         self.lines.push_front(line);
     }
 
     pub(crate) fn take_front(&mut self, count: usize) -> Vec<Line> {
         let count = count.min(self.lines.len());
         let taken: Vec<Line> = self.lines.drain(..count).collect();
-        self.bytes -= taken.iter().map(|line| line.json.len()).sum::<usize>();
+        self.bytes -= taken.iter().map(Line::size).sum::<usize>();
         taken
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&Line> {
+        self.lines.get(index)
     }
 
     pub(crate) fn lines(&self) -> impl Iterator<Item = &Line> {
@@ -251,7 +315,7 @@ impl Outbox {
         self.lines.is_empty()
     }
 
-    /// The bytes of JSON held.
+    /// The bytes held, as [`Line::size`] counts them.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -420,6 +484,7 @@ impl Shared {
         };
         let distinct_id_json =
             serde_json::to_string(&parts.distinct_id).expect("a string serializes");
+        let tapes = TapePool::new(parts.limits.queue_capacity);
         Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             settings: parts,
@@ -434,7 +499,7 @@ impl Shared {
             control_tx,
             control_rx,
             doorbell: Doorbell::new(),
-            tapes: TapePool::new(),
+            tapes,
             worker_started: AtomicBool::new(false),
             worker: Mutex::new(None),
             started: Instant::now(),
@@ -631,18 +696,24 @@ impl Shared {
         }
     }
 
-    /// Completes a captured event into the object PostHog expects, with a v7 uuid made from
-    /// the capture time: its properties are replayed from their tape, hashed and scrubbed, and
-    /// the common properties added. `None`, counted, if the properties turn out too large.
-    pub(crate) fn assemble(&self, captured: &Captured, random: [u8; 10]) -> Option<Line> {
+    /// Appends a captured event, completed into the object PostHog expects, to `out`: its
+    /// properties are replayed from their tape, hashed and scrubbed, the common properties
+    /// added, and the uuid (v7) is made from the capture time and `random`. Returns false,
+    /// with `out` as it was, if the properties turn out larger than the limit.
+    pub(crate) fn assemble(
+        &self,
+        captured: &Captured,
+        random: [u8; 10],
+        out: &mut Vec<u8>,
+    ) -> bool {
         let millis = captured.at.duration_since(UNIX_EPOCH).map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
         let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
         let common = self.common_properties().as_bytes();
-        let mut out =
-            JsonBuf::with_capacity(captured.properties.bytes.len() * 2 + common.len() + 320);
-        let mut object = out.object();
+        let before = out.len();
+        let mut buf = JsonBuf::reusing(std::mem::take(out));
+        let mut object = buf.object();
         object.key("event").string(captured.name);
         object
             .key("distinct_id")
@@ -650,23 +721,63 @@ impl Shared {
         let target = object.key("properties");
         let start = target.len();
         crate::json::replay(&captured.properties, &self.settings.identity.key, target);
-        if target.len() - start > self.settings.limits.max_event_bytes {
-            Counters::add(&self.counters.too_large, 1);
-            return None;
+        let fits = target.len() - start <= self.settings.limits.max_event_bytes;
+        if fits {
+            target.extend_last_object(common);
+            object.key("timestamp").timestamp(captured.at);
+            object.key("uuid").string(
+                uuid.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+            object.end();
         }
-        target.extend_last_object(common);
-        object.key("timestamp").timestamp(captured.at);
-        object.key("uuid").string(
-            uuid.hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer()),
-        );
-        object.end();
-        let bytes = out.finish().expect("only pre-encoded JSON is written");
-        Some(Line {
-            json: String::from_utf8(bytes).expect("the encoder writes UTF-8"),
-            counted: true,
-            origin: None,
-        })
+        *out = buf.finish().expect("only pre-encoded JSON is written");
+        if !fits {
+            out.truncate(before);
+        }
+        fits
+    }
+
+    /// Appends `line`'s JSON to `out`; false, with `out` as it was, if the event is too large
+    /// to be sent.
+    pub(crate) fn write_line(&self, line: &Line, out: &mut Vec<u8>) -> bool {
+        match &line.text {
+            Text::Json(json) => {
+                out.extend_from_slice(json.as_bytes());
+                true
+            }
+            Text::Recorded { captured, random } => self.assemble(captured, *random, out),
+        }
+    }
+
+    /// The JSON of each of `lines` (`None` for one too large to be sent), written into `out`.
+    pub(crate) fn write_lines(
+        &self,
+        lines: &[Line],
+        out: &mut Vec<u8>,
+    ) -> Vec<Option<(usize, usize)>> {
+        lines
+            .iter()
+            .map(|line| {
+                let start = out.len();
+                self.write_line(line, out).then_some((start, out.len()))
+            })
+            .collect()
+    }
+
+    /// Marks `lines` as having reached their end (delivered, dropped or spooled anew), and
+    /// gives their tapes back for later captures.
+    pub(crate) fn settle(&self, lines: impl IntoIterator<Item = Line>) {
+        let mut tapes = Vec::new();
+        for line in lines {
+            if let Some(claim) = &line.origin {
+                claim.settle_one();
+            }
+            if let Text::Recorded { captured, .. } = line.text {
+                tapes.push(captured.properties);
+            }
+        }
+        self.tapes.give(&mut tapes);
     }
 
     /// Spools every line not yet confirmed and everything still queued; nothing is sent after
@@ -681,9 +792,7 @@ impl Shared {
         outbox.closed = true;
         let mut random = crate::worker::RandomPool::new();
         while let Ok(captured) = self.events_rx.try_recv() {
-            let line = self.assemble(&captured, random.take());
-            self.tapes.give(captured.properties);
-            outbox.extend(line);
+            outbox.push_back(Line::recorded(captured, random.take()));
         }
         let lines = outbox.take_front(usize::MAX);
         let problem = self.store(lines);
@@ -705,7 +814,11 @@ impl Shared {
         if lines.is_empty() {
             return None;
         }
-        let texts = lines.iter().map(|line| line.json.as_str());
+        let mut joined = Vec::new();
+        let spans = self.write_lines(&lines, &mut joined);
+        let texts = spans.iter().flatten().map(|&(start, end)| {
+            std::str::from_utf8(&joined[start..end]).expect("the encoder writes UTF-8")
+        });
         let written = match (&self.spool, &self.local_log) {
             (Some(spool), _) => {
                 // The files these lines were restored from are deleted once they are settled.
@@ -719,7 +832,7 @@ impl Shared {
                 }
                 spool.write(texts, reclaimable)
             }
-            (None, Some(log)) => log.append(texts).map(|()| lines.len()),
+            (None, Some(log)) => log.append(texts).map(|()| usize::MAX),
             (None, None) => Ok(0),
         };
         let (written, error) = match written {
@@ -732,18 +845,26 @@ impl Shared {
             &self.counters.delivered
         };
         let mut lost = 0;
-        for (index, line) in lines.into_iter().enumerate() {
-            if index < written {
-                Counters::add(kept, u64::from(line.counted));
-                line.settle();
+        let mut settled = Vec::with_capacity(lines.len());
+        let mut index = 0;
+        for (line, span) in lines.into_iter().zip(spans) {
+            let counted = u64::from(line.counted);
+            if span.is_none() {
+                Counters::add(&self.counters.too_large, counted);
+            } else if index < written {
+                Counters::add(kept, counted);
             } else if line.origin.is_some() {
                 // Still intact in the file it came from: leave it there, unsettled.
-                Counters::add(&self.counters.spooled, u64::from(line.counted));
+                Counters::add(&self.counters.spooled, counted);
+                index += 1;
+                continue;
             } else {
-                lost += u64::from(line.counted);
-                line.settle();
+                lost += counted;
             }
+            index += usize::from(span.is_some());
+            settled.push(line);
         }
+        self.settle(settled);
         Counters::add(&self.counters.unstorable, lost);
         match (error, lost) {
             (Some(error), _) => Some(format!(

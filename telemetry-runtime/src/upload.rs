@@ -3,8 +3,7 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use crate::config::{Endpoint, Limits};
 
@@ -37,6 +36,8 @@ pub(crate) struct Uploader {
     gzip_threshold: usize,
     /// Printed before each payload when debugging, or `None`.
     debug_label: Option<String>,
+    /// Kept between requests while batches keep coming; see [`Uploader::release`].
+    gzip: Option<Gzip>,
 }
 
 impl Uploader {
@@ -61,20 +62,34 @@ impl Uploader {
             api_key: serde_json::to_string(api_key).expect("a string serializes"),
             gzip_threshold: limits.gzip_threshold,
             debug_label,
+            gzip: None,
         }
     }
 
-    /// The JSON body of a batch of complete event objects.
-    pub(crate) fn body<'a>(&self, lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
-        batch_body(&self.api_key, lines)
+    /// Writes the start of a batch's JSON body into `body`: the events follow, separated by
+    /// commas, then [`end_body`](Self::end_body).
+    pub(crate) fn begin_body(&self, body: &mut Vec<u8>) {
+        begin_batch(body, &self.api_key);
+    }
+
+    /// Ends a batch's body begun by [`begin_body`](Self::begin_body).
+    pub(crate) fn end_body(&self, body: &mut Vec<u8>) {
+        end_batch(body);
+    }
+
+    /// Frees what is kept between requests (the compressor's state, a few hundred KiB), for
+    /// when nothing is pending.
+    pub(crate) fn release(&mut self) {
+        self.gzip = None;
     }
 
     /// POSTs `body`, giving up after `timeout`.
-    pub(crate) fn post(&self, body: &[u8], timeout: Duration) -> Outcome {
+    pub(crate) fn post(&mut self, body: &[u8], timeout: Duration) -> Outcome {
         if let Some(label) = &self.debug_label {
             print_pretty(label, &self.url, body);
         }
-        let gzipped = (body.len() >= self.gzip_threshold).then(|| gzip(body));
+        let gzipped = (body.len() >= self.gzip_threshold)
+            .then(|| self.gzip.get_or_insert_with(Gzip::new).compress(body));
         let mut request = self
             .agent
             .post(&self.url)
@@ -88,7 +103,7 @@ impl Uploader {
             .config()
             .timeout_global(Some(timeout))
             .build()
-            .send(gzipped.as_deref().unwrap_or(body));
+            .send(gzipped.unwrap_or(body));
         match sent {
             Ok(mut response) => {
                 let status = response.status().as_u16();
@@ -117,28 +132,72 @@ impl Uploader {
 /// complete event objects.
 pub(crate) fn batch_body<'a>(api_key_json: &str, lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
     let mut body = Vec::with_capacity(4096);
-    body.extend_from_slice(b"{\"api_key\":");
-    body.extend_from_slice(api_key_json.as_bytes());
-    body.extend_from_slice(b",\"batch\":[");
+    begin_batch(&mut body, api_key_json);
     for (i, line) in lines.enumerate() {
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(line.as_bytes());
     }
+    end_batch(&mut body);
+    body
+}
+
+fn begin_batch(body: &mut Vec<u8>, api_key_json: &str) {
+    body.extend_from_slice(b"{\"api_key\":");
+    body.extend_from_slice(api_key_json.as_bytes());
+    body.extend_from_slice(b",\"batch\":[");
+}
+
+fn end_batch(body: &mut Vec<u8>) {
     body.extend_from_slice(b"],\"sent_at\":");
     let mut sent_at = crate::json::JsonBuf::new();
     sent_at.timestamp(SystemTime::now());
     body.extend_from_slice(&sent_at.finish().expect("a timestamp always encodes"));
     body.push(b'}');
-    body
 }
 
 /// `body` gzip-compressed at the fastest level, as it is sent above the gzip threshold.
 pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-    gzip.write_all(body).expect("writing to a Vec cannot fail");
-    gzip.finish().expect("writing to a Vec cannot fail")
+    Gzip::new().compress(body).to_vec()
+}
+
+/// A gzip compressor whose state and output buffer are made once and reused for every
+/// batch: allocating them per request costs more than compressing a batch of 100 events.
+pub(crate) struct Gzip {
+    compress: Compress,
+    out: Vec<u8>,
+}
+
+impl Gzip {
+    pub(crate) fn new() -> Gzip {
+        Gzip {
+            compress: Compress::new_gzip(Compression::fast(), 15),
+            out: Vec::new(),
+        }
+    }
+
+    /// `body` as one gzip member, valid until the next call.
+    pub(crate) fn compress(&mut self, body: &[u8]) -> &[u8] {
+        self.compress.reset();
+        self.out.clear();
+        self.out.reserve(body.len() / 4 + 64);
+        let mut input = body;
+        loop {
+            let before = self.compress.total_in();
+            let status = self
+                .compress
+                .compress_vec(input, &mut self.out, FlushCompress::Finish)
+                .expect("compressing into memory cannot fail");
+            let consumed = usize::try_from(self.compress.total_in() - before).unwrap_or(0);
+            input = &input[consumed.min(input.len())..];
+            if status == Status::StreamEnd {
+                return &self.out;
+            }
+            // Out of room: grow and go on.
+            self.out.reserve(self.out.capacity().max(4096));
+        }
+    }
 }
 
 fn classify(status: u16, retry_after: Option<Duration>) -> Outcome {
@@ -234,6 +293,33 @@ fn indent(json: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_compressor_writes_complete_gzip_members() {
+        use std::io::Read as _;
+        let mut gzip = Gzip::new();
+        // Long and poorly compressible enough to need the output buffer to grow.
+        let mut state = 1u64;
+        let large: Vec<u8> = (0..300_000)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        for body in [
+            &b"{\"a\":1}"[..],
+            &large,
+            b"",
+            &b"again and again and again"[..],
+        ] {
+            let compressed = gzip.compress(body).to_vec();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&compressed[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, body);
+        }
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

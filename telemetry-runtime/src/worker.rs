@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::builtin::TelemetryDropped;
 use crate::consent::Mode;
-use crate::pipeline::{Captured, Control, Counters, Line, Shared, counted, lock};
+use crate::pipeline::{Captured, Control, Counters, Line, Outbox, Shared, Text, counted, lock};
 use crate::state::LocalLog;
 use crate::upload::{Outcome, Uploader, print_pretty};
 
@@ -59,7 +59,7 @@ impl RandomPool {
 }
 
 enum Sink<'a> {
-    Upload(Uploader),
+    Upload(Box<Uploader>),
     Local(&'a LocalLog),
     /// Local mode without a usable state directory: events can only be printed (in debug
     /// mode) and counted.
@@ -94,6 +94,8 @@ struct Worker<'a> {
     warned: HashSet<u16>,
     /// The most lines held in memory; older ones go to the spool.
     outbox_cap: usize,
+    /// The body of the batch being sent, kept for the next one.
+    body: Vec<u8>,
 }
 
 impl<'a> Worker<'a> {
@@ -104,13 +106,13 @@ impl<'a> Worker<'a> {
             shared.settings.mode,
             &shared.local_log,
         ) {
-            (Some(endpoint), Mode::On, _) => Sink::Upload(Uploader::new(
+            (Some(endpoint), Mode::On, _) => Sink::Upload(Box::new(Uploader::new(
                 endpoint,
                 shared.settings.proxy.clone(),
                 &shared.settings.api_key,
                 &shared.settings.limits,
                 shared.settings.debug.then_some(label),
-            )),
+            ))),
             (_, _, Some(log)) => Sink::Local(log),
             _ => Sink::Nowhere,
         };
@@ -128,6 +130,7 @@ impl<'a> Worker<'a> {
             reported_drops: 0,
             warned: HashSet::new(),
             outbox_cap: limits.queue_capacity.max(limits.batch_size).max(1),
+            body: Vec::new(),
         }
     }
 
@@ -147,14 +150,13 @@ impl<'a> Worker<'a> {
             }
             match control.try_recv() {
                 Ok(Control::Flush { until, done }) => {
-                    self.accept(self.outbox_cap);
-                    let delivered = self.deliver_until(until);
+                    let delivered = self.deliver_until(until, events.len());
                     let _ = done.send(delivered);
                     continue;
                 }
                 Ok(Control::Shutdown { until, done }) => {
                     self.accept(usize::MAX);
-                    self.deliver_until(until);
+                    self.deliver_until(until, 0);
                     self.shared.close_and_spool();
                     let _ = done.send(());
                     return;
@@ -164,7 +166,7 @@ impl<'a> Worker<'a> {
             // An event is taken off the queue under the outbox lock, so a shutdown closing
             // the outbox can never miss one held here.
             if !events.is_empty() {
-                self.accept(usize::MAX);
+                self.accept(self.room());
             }
             let now = Instant::now();
             if self.is_due(now) {
@@ -174,6 +176,9 @@ impl<'a> Worker<'a> {
             let wake = self.next_wake(now);
             let timeout = wake.map_or(IDLE, |at| at.saturating_duration_since(now));
             let idle = wake.is_none() && lock(&self.shared.outbox).is_empty();
+            if idle {
+                self.release();
+            }
             self.shared.doorbell.wait(timeout, idle, || {
                 !control.is_empty()
                     || if idle {
@@ -183,6 +188,16 @@ impl<'a> Worker<'a> {
                     }
             });
         }
+    }
+
+    /// Frees the buffers kept for the next batch, for when nothing is pending: a daemon that
+    /// sends a batch now and then does not hold on to them in between.
+    fn release(&mut self) {
+        self.body = Vec::new();
+        if let Sink::Upload(uploader) = &mut self.sink {
+            uploader.release();
+        }
+        self.shared.tapes.trim(crate::pipeline::IDLE_TAPES);
     }
 
     /// Reads the spool left by earlier processes into the outbox.
@@ -205,7 +220,7 @@ impl<'a> Worker<'a> {
         }
         for line in claimed.lines {
             outbox.push_back(Line {
-                json: line.json,
+                text: Text::Json(line.json),
                 counted: line.counted,
                 origin: Some(line.claim),
             });
@@ -214,40 +229,49 @@ impl<'a> Worker<'a> {
         self.due_now = true;
     }
 
+    /// How many more events the outbox should take from the queue. While batches are being
+    /// delivered, enough for the next two: the rest wait in the queue, and once that is full
+    /// further captures are dropped and counted. Holding more would only delay them, and
+    /// take memory that a burst of captures then has to allocate afresh. While the endpoint
+    /// is failing (or a first run holds its events), all of them: the oldest lines beyond the
+    /// outbox's bound go to the spool for a later process.
+    fn room(&self) -> usize {
+        if self.attempts > 0 || self.shared.settings.hold {
+            return usize::MAX;
+        }
+        (2 * self.batch_limit).saturating_sub(lock(&self.shared.outbox).len())
+    }
+
     /// Moves up to `most` queued events into the outbox, but never more than were queued when
-    /// it started, so a steady stream of captures cannot keep it here.
-    fn accept(&mut self, most: usize) {
+    /// it started, so a steady stream of captures cannot keep it here; how many it moved.
+    /// Accepting an event only moves it: its JSON is written when it is sent or spooled.
+    fn accept(&mut self, most: usize) -> usize {
         let limits = &self.shared.settings.limits;
         let mut outbox = lock(&self.shared.outbox);
         if outbox.closed {
-            return;
+            return 0;
         }
         let most = most.min(self.shared.events_rx.len());
-        for _ in 0..most {
+        let mut accepted = 0;
+        while accepted < most {
             let Ok(captured) = self.shared.events_rx.try_recv() else {
                 break;
             };
-            let line = self.shared.assemble(&captured, self.random.take());
-            self.shared.tapes.give(captured.properties);
-            outbox.extend(line);
+            outbox.push_back(Line::recorded(captured, self.random.take()));
+            accepted += 1;
         }
         if !outbox.is_empty() {
             self.oldest.get_or_insert_with(Instant::now);
         }
-        // When the sink is not keeping up, memory stays bounded: the oldest lines beyond the
-        // limits go to the spool, in one write.
+        // Memory stays bounded: the oldest lines beyond the limits go to the spool, in one
+        // write.
         let mut spill = outbox.len().saturating_sub(self.outbox_cap);
-        let mut bytes = outbox.bytes()
-            - outbox
-                .lines()
-                .take(spill)
-                .map(|line| line.json.len())
-                .sum::<usize>();
+        let mut bytes = outbox.bytes() - outbox.lines().take(spill).map(Line::size).sum::<usize>();
         for line in outbox.lines().skip(spill) {
             if bytes <= limits.max_buffer_bytes {
                 break;
             }
-            bytes -= line.json.len();
+            bytes -= line.size();
             spill += 1;
         }
         let problem = self.shared.store(outbox.take_front(spill));
@@ -255,6 +279,7 @@ impl<'a> Worker<'a> {
         if let Some(problem) = problem {
             log::warn!("{problem}");
         }
+        accepted
     }
 
     fn next_wake(&self, now: Instant) -> Option<Instant> {
@@ -277,13 +302,21 @@ impl<'a> Worker<'a> {
         self.next_wake(now).is_some_and(|at| at <= now)
     }
 
-    /// Sends until nothing is pending or `until` passes; whether everything was delivered.
-    fn deliver_until(&mut self, until: Instant) -> bool {
+    /// Sends until nothing is pending or `until` passes, taking up to `backlog` more events
+    /// from the queue as the outbox has room; whether everything was delivered.
+    fn deliver_until(&mut self, until: Instant, mut backlog: usize) -> bool {
         loop {
+            if backlog > 0 {
+                let room = self.room();
+                backlog -= self.accept(backlog.min(room));
+                if self.shared.events_rx.is_empty() {
+                    backlog = 0;
+                }
+            }
             {
                 let outbox = lock(&self.shared.outbox);
                 if outbox.closed || outbox.is_empty() || self.shared.settings.hold {
-                    return outbox.is_empty();
+                    return outbox.is_empty() && backlog == 0;
                 }
             }
             let now = Instant::now();
@@ -334,9 +367,7 @@ impl<'a> Worker<'a> {
             at: std::time::SystemTime::now(),
             properties,
         };
-        let Some(mut line) = self.shared.assemble(&report, self.random.take()) else {
-            return;
-        };
+        let mut line = Line::recorded(report, self.random.take());
         line.counted = false;
         let mut outbox = lock(&self.shared.outbox);
         if !outbox.closed {
@@ -345,36 +376,87 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Writes the JSON of the lines at the front of the outbox into `out`, as many as make a
+    /// batch: at most `batch_limit` lines and `max_batch_bytes` (but at least one line), with
+    /// commas between them if `comma`. A line at the front too large to be sent is dropped and
+    /// counted. Returns where each line's JSON is in `out`.
+    fn write_front(
+        &self,
+        outbox: &mut Outbox,
+        out: &mut Vec<u8>,
+        comma: bool,
+    ) -> Vec<(usize, usize)> {
+        let max_bytes = self.shared.settings.limits.max_batch_bytes;
+        let base = out.len();
+        let mut spans = Vec::new();
+        while spans.len() < self.batch_limit {
+            let Some(line) = outbox.get(spans.len()) else {
+                break;
+            };
+            let mark = out.len();
+            if comma && !spans.is_empty() {
+                out.push(b',');
+            }
+            let start = out.len();
+            if !self.shared.write_line(line, out) {
+                out.truncate(mark);
+                if !spans.is_empty() {
+                    // Sent first, in a batch of its own, and dropped then.
+                    break;
+                }
+                let dropped = outbox.take_front(1);
+                Counters::add(&self.shared.counters.too_large, counted(&dropped));
+                self.shared.settle(dropped);
+                continue;
+            }
+            if !spans.is_empty() && out.len() - base > max_bytes {
+                out.truncate(mark);
+                break;
+            }
+            spans.push((start, out.len()));
+        }
+        spans
+    }
+
     /// Sends one batch from the front of the outbox.
     fn send_batch(&mut self, until: Option<Instant>) {
         self.report_drops();
         let limits = &self.shared.settings.limits;
-        // What to send, read under the lock; the lock is never held across the network or a
+        // The batch is written under the lock, which is never held across the network or a
         // write to stderr, so a shutting-down caller can always take the lines over.
-        let (count, body, texts) = {
-            let outbox = lock(&self.shared.outbox);
-            if outbox.closed || outbox.is_empty() {
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        let spans = {
+            let mut outbox = lock(&self.shared.outbox);
+            if outbox.closed {
+                self.body = body;
                 return;
             }
-            let mut count = 0;
-            let mut bytes = 0;
-            for line in outbox.lines().take(self.batch_limit) {
-                if count > 0 && bytes + line.json.len() > limits.max_batch_bytes {
-                    break;
-                }
-                bytes += line.json.len() + 1;
-                count += 1;
-            }
-            let lines = || outbox.lines().take(count).map(|line| line.json.as_str());
             match &self.sink {
-                Sink::Upload(uploader) => (count, uploader.body(lines()), Vec::new()),
-                Sink::Local(_) | Sink::Nowhere if self.shared.settings.debug => {
-                    (count, Vec::new(), lines().map(str::to_owned).collect())
+                Sink::Upload(uploader) => {
+                    uploader.begin_body(&mut body);
+                    let spans = self.write_front(&mut outbox, &mut body, true);
+                    uploader.end_body(&mut body);
+                    spans
                 }
-                Sink::Local(_) | Sink::Nowhere => (count, Vec::new(), Vec::new()),
+                Sink::Local(_) | Sink::Nowhere => self.write_front(&mut outbox, &mut body, false),
             }
         };
-        let settlement = match &self.sink {
+        let count = spans.len();
+        if count == 0 {
+            self.body = body;
+            return;
+        }
+        let texts: Vec<&str> = match self.sink {
+            Sink::Upload(_) => Vec::new(),
+            Sink::Local(_) | Sink::Nowhere => spans
+                .iter()
+                .map(|&(start, end)| {
+                    std::str::from_utf8(&body[start..end]).expect("the encoder writes UTF-8")
+                })
+                .collect(),
+        };
+        let settlement = match &mut self.sink {
             Sink::Upload(uploader) => {
                 let timeout = until.map_or(limits.request_timeout, |until| {
                     until
@@ -391,7 +473,7 @@ impl<'a> Worker<'a> {
                     Outcome::Rejected { status } => Settlement::Rejected(status),
                 }
             }
-            Sink::Local(log) => {
+            Sink::Local(log) if self.shared.settings.debug => {
                 let label = format!("{} telemetry (local)", self.shared.settings.app);
                 let destination = log.path().display().to_string();
                 for text in &texts {
@@ -399,28 +481,39 @@ impl<'a> Worker<'a> {
                 }
                 Settlement::Delivered
             }
+            Sink::Local(_) => Settlement::Delivered,
             Sink::Nowhere => {
-                let label = format!("{} telemetry (not recorded)", self.shared.settings.app);
-                for text in &texts {
-                    print_pretty(&label, "nowhere", text.as_bytes());
+                if self.shared.settings.debug {
+                    let label = format!("{} telemetry (not recorded)", self.shared.settings.app);
+                    for text in &texts {
+                        print_pretty(&label, "nowhere", text.as_bytes());
+                    }
                 }
                 Settlement::Unstorable
             }
         };
-        self.settle(count, settlement);
+        self.settle(count, settlement, &texts);
+        drop(texts);
+        self.body = body;
     }
 
     /// Applies what happened to the first `count` lines, all under one lock, so that a
     /// shutdown sees them either still pending or fully settled.
-    fn settle(&mut self, count: usize, settlement: Settlement) {
-        let problem = self.settle_locked(count, settlement);
+    /// `texts` are the lines' JSON, for the local log.
+    fn settle(&mut self, count: usize, settlement: Settlement, texts: &[&str]) {
+        let problem = self.settle_locked(count, settlement, texts);
         // Logged after the lock is released: a logger may call back into telemetry.
         if let Some(problem) = problem {
             log::warn!("{problem}");
         }
     }
 
-    fn settle_locked(&mut self, count: usize, settlement: Settlement) -> Option<String> {
+    fn settle_locked(
+        &mut self,
+        count: usize,
+        settlement: Settlement,
+        texts: &[&str],
+    ) -> Option<String> {
         let shared = self.shared;
         let counters = &shared.counters;
         let mut outbox = lock(&shared.outbox);
@@ -432,7 +525,7 @@ impl<'a> Worker<'a> {
             Settlement::Delivered => {
                 let lines = outbox.take_front(count);
                 let result = match &self.sink {
-                    Sink::Local(log) => log.append(lines.iter().map(|line| line.json.as_str())),
+                    Sink::Local(log) => log.append(texts.iter().copied()),
                     _ => Ok(()),
                 };
                 let problem = match result {
@@ -445,7 +538,7 @@ impl<'a> Worker<'a> {
                         Some(format!("could not write the local telemetry log: {error}"))
                     }
                 };
-                lines.into_iter().for_each(Line::settle);
+                shared.settle(lines);
                 self.attempts = 0;
                 self.retry_at = None;
                 self.due_now = false;
@@ -485,7 +578,7 @@ impl<'a> Worker<'a> {
                 };
                 let lines = outbox.take_front(count);
                 Counters::add(&counters.rejected, counted(&lines));
-                lines.into_iter().for_each(Line::settle);
+                shared.settle(lines);
                 self.attempts = 0;
                 self.retry_at = None;
                 self.warned.insert(status).then(|| {
@@ -499,7 +592,7 @@ impl<'a> Worker<'a> {
             Settlement::Unstorable => {
                 let lines = outbox.take_front(count);
                 Counters::add(&counters.unstorable, counted(&lines));
-                lines.into_iter().for_each(Line::settle);
+                shared.settle(lines);
                 None
             }
         }
