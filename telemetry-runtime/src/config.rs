@@ -100,7 +100,7 @@ pub(crate) const MAX_EVENT_BYTES: usize = 900_000;
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            batch_size: 100,
+            batch_size: 500,
             flush_interval: Duration::from_secs(3),
             queue_capacity: 10_000,
             connect_timeout: Duration::from_secs(1),

@@ -634,7 +634,8 @@ impl Builder {
         self
     }
 
-    /// The most events per request. Default: 100.
+    /// The most events per request. Default: 500: under load, a fifth of the requests that
+    /// batches of 100 would take, and still far below the 20 MB PostHog accepts per batch.
     pub fn batch_size(mut self, events: usize) -> Self {
         self.limits.batch_size = events.max(1);
         self
