@@ -33,6 +33,19 @@ fn main() {
         child(&args[at + 1..]);
         return;
     }
+    if args.iter().any(|arg| arg == "--serve") {
+        // For profiling one measurement alone: start the receiver, then run a child by hand
+        // (`--role throughput ours URL 200000 DIR`) under a profiler.
+        let receiver = Receiver::start();
+        println!("{}", receiver.url);
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let (events, distinct) = receiver.take();
+            if events > 0 {
+                println!("{events} events, {distinct} distinct");
+            }
+        }
+    }
     let quick = args.iter().any(|arg| arg == "--quick");
     let skip_build = args.iter().any(|arg| arg == "--skip-build");
     // `--only 12` runs the first two measurements.

@@ -77,6 +77,31 @@ fn encode_job_event(bencher: Bencher) {
     bencher.bench_local(|| anonymize(black_box(&job), &key));
 }
 
+/// The two halves of that work as the pipeline splits it: recording the properties on the
+/// caller's thread, and replaying them (hashing, scrubbing, encoding) on the background one.
+mod split {
+    use super::*;
+    use telemetry_runtime::__private::bench;
+
+    #[divan::bench]
+    fn record_job_event(bencher: Bencher) {
+        let job = JobSubmitted::sample();
+        let key = HashKey::from_bytes([7; 32]);
+        bencher.bench_local(|| bench::record(black_box(&job), &key));
+    }
+
+    #[divan::bench]
+    fn replay_job_event(bencher: Bencher) {
+        let key = HashKey::from_bytes([7; 32]);
+        let recorded = bench::record(&JobSubmitted::sample(), &key);
+        let mut out = Vec::with_capacity(4096);
+        bencher.bench_local(|| {
+            out.clear();
+            bench::replay(black_box(&recorded), &key, &mut out);
+        });
+    }
+}
+
 mod hash {
     use super::*;
 

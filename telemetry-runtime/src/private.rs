@@ -40,4 +40,22 @@ pub mod bench {
     pub fn gzip(body: &[u8]) -> Vec<u8> {
         crate::upload::gzip(body)
     }
+
+    /// An event's properties as a caller's thread records them, not yet hashed or scrubbed.
+    pub struct Recorded(crate::json::Tape);
+
+    /// Records `event`'s properties as `capture` does.
+    pub fn record<E: crate::TelemetryEvent>(event: &E, key: &crate::HashKey) -> Recorded {
+        let mut buf = crate::json::JsonBuf::tape(crate::json::Tape::default());
+        crate::event::write_properties(event, &mut buf, key);
+        Recorded(buf.finish_tape().expect("the event encodes"))
+    }
+
+    /// Writes the JSON of `recorded` after what `out` holds, hashed under `key` and scrubbed,
+    /// as the background thread does.
+    pub fn replay(recorded: &Recorded, key: &crate::HashKey, out: &mut Vec<u8>) {
+        let mut buf = crate::json::JsonBuf::reusing(std::mem::take(out));
+        crate::json::replay(&recorded.0, key, &mut buf);
+        *out = buf.finish().expect("a tape replays");
+    }
 }
