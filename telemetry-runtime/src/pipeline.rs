@@ -34,33 +34,6 @@ use crate::json::{JsonBuf, ObjectWriter, Tape};
 use crate::spool::{Claim, SPOOL_DIR, Spool};
 use crate::state::{Identity, LocalLog};
 
-thread_local! {
-    /// The tape each thread records its events on, kept in its cache.
-    static SCRATCH: std::cell::Cell<Tape> = const {
-        std::cell::Cell::new(Tape { bytes: Vec::new(), keys: Vec::new() })
-    };
-}
-
-/// The largest scratch tape a thread keeps between captures, in bytes.
-const MAX_SCRATCH: usize = 64 << 10;
-
-/// This thread's scratch tape, or a new one if it is in use (an event captured while
-/// recording another) or the thread is exiting.
-fn take_scratch() -> Tape {
-    let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
-    if scratch.bytes.capacity() == 0 {
-        scratch.bytes.reserve(1024);
-        scratch.keys.reserve(64);
-    }
-    scratch
-}
-
-fn return_scratch(scratch: Tape) {
-    if scratch.bytes.capacity() <= MAX_SCRATCH {
-        let _ = SCRATCH.try_with(|cell| cell.set(scratch));
-    }
-}
-
 /// The largest tape kept for reuse, in bytes; a larger one (a rare large event) is freed.
 const MAX_POOLED_CAPACITY: usize = 8 << 10;
 /// How many emptied tapes stay pooled while nothing is pending.
@@ -77,6 +50,8 @@ pub(crate) const IDLE_TAPES: usize = 64;
 pub(crate) struct TapePool {
     tapes: Mutex<Vec<Tape>>,
     most: usize,
+    /// The bytes and keys of the last tape recorded, packed in halves.
+    last_size: AtomicU64,
 }
 
 impl TapePool {
@@ -84,22 +59,36 @@ impl TapePool {
         TapePool {
             tapes: Mutex::new(Vec::new()),
             most,
+            last_size: AtomicU64::new(1024 << 32 | 64),
         }
     }
 
-    /// A copy of `recorded` on a reused tape if one is waiting. The copy is made from the
-    /// scratch tape, still in the caller's cache. A caller never waits for the pool: while
-    /// the background thread is returning tapes, it takes a new one.
-    fn copy(&self, recorded: &Tape) -> Tape {
+    /// A tape to record an event on: a reused one if one is waiting, else a new one with
+    /// room for an event as large as the last one recorded. A caller never waits for the
+    /// pool: while the background thread is returning tapes, it takes a new one.
+    fn take(&self) -> Tape {
         let reused = match self.tapes.try_lock() {
             Ok(mut tapes) => tapes.pop(),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().pop(),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
-        let mut tape = reused.unwrap_or_default();
-        tape.bytes.extend_from_slice(&recorded.bytes);
-        tape.keys.extend_from_slice(&recorded.keys);
-        tape
+        reused.unwrap_or_else(|| {
+            let size = self.last_size.load(Ordering::Relaxed);
+            Tape {
+                bytes: Vec::with_capacity((size >> 32) as usize),
+                keys: Vec::with_capacity((size & 0xffff_ffff) as usize),
+            }
+        })
+    }
+
+    /// Remembers how large a recorded tape was, so that new tapes are made large enough.
+    fn recorded(&self, tape: &Tape) {
+        let half = |len: usize| u64::from(u32::try_from(len).unwrap_or(u32::MAX));
+        let size = half(tape.bytes.len()) << 32 | half(tape.keys.len());
+        // Read first: callers of one event type write it once, not on every capture.
+        if self.last_size.load(Ordering::Relaxed) != size {
+            self.last_size.store(size, Ordering::Relaxed);
+        }
     }
 
     /// Keeps `tapes` for later captures, except unusually large ones and those beyond the
@@ -166,14 +155,15 @@ impl Doorbell {
         }
     }
 
-    /// Called by a caller that just queued an event, with the queue's length after it.
-    fn nudge(&self, queued: usize, batch: usize) {
+    /// Called by a caller that just queued an event; `queued` reads the queue's length (only
+    /// when it matters: reading it costs a cache miss while the thread is draining the queue).
+    fn nudge(&self, queued: impl FnOnce() -> usize, batch: usize) {
         // Pairs with the fence in `wait`: either this load sees the thread waiting, or the
         // thread's last look at the queue sees the event.
         fence(Ordering::SeqCst);
         match self.state.load(Ordering::Relaxed) {
             WAITING_IDLE => self.ring(),
-            WAITING_TIMED if queued >= batch => self.ring(),
+            WAITING_TIMED if queued() >= batch => self.ring(),
             _ => {}
         }
     }
@@ -606,15 +596,15 @@ impl Shared {
         // is dropped and the panic stays here. Encoding happens before the gate, so a slow
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
-            let mut buf = JsonBuf::tape(take_scratch());
+            let mut buf = JsonBuf::tape(self.tapes.take());
             let mut properties = buf.object();
             write(&mut properties, &self.settings.identity.key);
             properties.end();
-            buf.finish_tape().map(|scratch| {
-                let properties = self.tapes.copy(&scratch);
-                return_scratch(scratch);
-                properties
-            })
+            let tape = buf.finish_tape();
+            if let Ok(tape) = &tape {
+                self.tapes.recorded(tape);
+            }
+            tape
         }));
         let dropped = {
             // Between entering and leaving the gate, shutdown waits; past it, nothing is
@@ -637,7 +627,7 @@ impl Shared {
                     match self.events_tx.try_send(captured) {
                         Ok(()) => self
                             .doorbell
-                            .nudge(self.events_tx.len(), self.settings.limits.batch_size),
+                            .nudge(|| self.events_tx.len(), self.settings.limits.batch_size),
                         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                             Counters::add(&self.counters.queue_full, 1);
                             self.doorbell.ring();
@@ -1007,7 +997,7 @@ mod tests {
     #[test]
     fn an_idle_thread_wakes_for_the_first_event() {
         let bell = Arc::new(Doorbell::new());
-        let took = woken_after(&bell, true, |bell| bell.nudge(1, 100));
+        let took = woken_after(&bell, true, |bell| bell.nudge(|| 1, 100));
         assert!(took < Duration::from_secs(30), "{took:?}");
         assert_eq!(bell.state.load(Ordering::SeqCst), AWAKE);
     }
@@ -1016,11 +1006,11 @@ mod tests {
     fn a_waiting_thread_with_work_pending_wakes_only_for_a_full_batch() {
         let bell = Arc::new(Doorbell::new());
         let took = woken_after(&bell, false, |bell| {
-            bell.nudge(1, 100);
-            bell.nudge(99, 100);
+            bell.nudge(|| 1, 100);
+            bell.nudge(|| 99, 100);
             // Still waiting: neither event filled a batch.
             assert_eq!(bell.state.load(Ordering::SeqCst), WAITING_TIMED);
-            bell.nudge(100, 100);
+            bell.nudge(|| 100, 100);
         });
         assert!(took < Duration::from_secs(30), "{took:?}");
     }
