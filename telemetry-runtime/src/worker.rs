@@ -16,6 +16,10 @@ use crate::upload::{Outcome, Uploader, print_pretty};
 /// How long the thread sleeps when nothing is pending; any event or request wakes it.
 const IDLE: Duration = Duration::from_secs(3600);
 
+/// How long the thread keeps its buffers (and the pooled tapes beyond a few) once nothing
+/// is pending.
+const RELEASE_AFTER: Duration = Duration::from_secs(5);
+
 /// Runs the background thread until shutdown. A panic in here disables telemetry for the
 /// process and goes no further; whatever is pending is spooled by the shutdown that follows.
 pub(crate) fn run(shared: &Arc<Shared>) {
@@ -96,6 +100,8 @@ struct Worker<'a> {
     outbox_cap: usize,
     /// The body of the batch being sent, kept for the next one.
     body: Vec<u8>,
+    /// Since when nothing has been pending.
+    idle_since: Option<Instant>,
 }
 
 impl<'a> Worker<'a> {
@@ -131,6 +137,7 @@ impl<'a> Worker<'a> {
             warned: HashSet::new(),
             outbox_cap: limits.queue_capacity.max(limits.batch_size).max(1),
             body: Vec::new(),
+            idle_since: None,
         }
     }
 
@@ -174,11 +181,22 @@ impl<'a> Worker<'a> {
                 continue;
             }
             let wake = self.next_wake(now);
-            let timeout = wake.map_or(IDLE, |at| at.saturating_duration_since(now));
             let idle = wake.is_none() && lock(&self.shared.outbox).is_empty();
-            if idle {
-                self.release();
-            }
+            let timeout = if idle {
+                // Buffers are freed only after a while with nothing to do: a burst that
+                // empties the queue for a moment finds them still there.
+                let since = *self.idle_since.get_or_insert(now);
+                match (since + RELEASE_AFTER).checked_duration_since(now) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => {
+                        self.release();
+                        IDLE
+                    }
+                }
+            } else {
+                self.idle_since = None;
+                wake.map_or(IDLE, |at| at.saturating_duration_since(now))
+            };
             self.shared.doorbell.wait(timeout, idle, || {
                 !control.is_empty()
                     || if idle {
