@@ -513,7 +513,58 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> std::borrow::Cow<'a, str> {
-        String::from_utf8_lossy(self.operand())
+        // Recorded from `str`s, so always valid; the strict check is the faster one.
+        let operand = self.operand();
+        match std::str::from_utf8(operand) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(operand),
+        }
+    }
+}
+
+/// How many levels of objects and arrays a replay tracks without allocating.
+const SHALLOW: usize = 16;
+
+/// The objects and arrays open during a replay: for each, whether it is an array and whether
+/// it is still empty. Events nest a few levels deep, so this lives on the stack.
+struct Nesting {
+    shallow: [(bool, bool); SHALLOW],
+    len: usize,
+    deeper: Vec<(bool, bool)>,
+}
+
+impl Default for Nesting {
+    fn default() -> Self {
+        Nesting {
+            shallow: [(false, false); SHALLOW],
+            len: 0,
+            deeper: Vec::new(),
+        }
+    }
+}
+
+impl Nesting {
+    fn push(&mut self, level: (bool, bool)) {
+        match self.shallow.get_mut(self.len) {
+            Some(slot) => *slot = level,
+            None => self.deeper.push(level),
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        if self.len > SHALLOW {
+            self.deeper.pop();
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+
+    fn last_mut(&mut self) -> Option<&mut (bool, bool)> {
+        match self.len {
+            0 => None,
+            len if len <= SHALLOW => self.shallow.get_mut(len - 1),
+            _ => self.deeper.last_mut(),
+        }
     }
 }
 
@@ -521,7 +572,7 @@ impl<'a> Reader<'a> {
 /// direct writer would have written.
 pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
     // For each open object or array: whether it is an array, and whether it is still empty.
-    let mut open: Vec<(bool, bool)> = Vec::with_capacity(8);
+    let mut open = Nesting::default();
     let mut keys = tape.keys.iter();
     let mut reader = Reader {
         bytes: &tape.bytes,
@@ -529,7 +580,7 @@ pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
     };
     // A member of an object, or (`in_array`) an element of an array, follows a comma unless
     // it is the first.
-    let comma = |open: &mut Vec<(bool, bool)>, out: &mut JsonBuf, in_array: bool| {
+    let comma = |open: &mut Nesting, out: &mut JsonBuf, in_array: bool| {
         if let Some((is_array, empty)) = open.last_mut()
             && *is_array == in_array
             && !std::mem::take(empty)
@@ -708,6 +759,45 @@ mod tests {
         assert_eq!(value["messages"][0], "at <ip>");
         assert_eq!(value["messages_truncated"], false);
         assert_eq!(value["nested"]["n"], serde_json::json!([true]));
+    }
+
+    /// Objects in arrays in objects, `depth` levels of each, with several members per level.
+    fn deep(object: &mut ObjectWriter<'_>, depth: usize) {
+        object.key("n").int(depth);
+        if depth == 0 {
+            return;
+        }
+        object.key("list").array([true, false], |nested, item| {
+            if nested {
+                let mut inner = item.object();
+                deep(&mut inner, depth - 1);
+                inner.end();
+            } else {
+                item.int(depth);
+            }
+        });
+        object.key("after").bool(true);
+    }
+
+    #[test]
+    fn deeply_nested_tapes_replay_exactly() {
+        let key = HashKey::from_bytes([1; 32]);
+        for depth in [0, 1, 7, 8, 9, 30] {
+            let mut direct = JsonBuf::new();
+            let mut object = direct.object();
+            deep(&mut object, depth);
+            object.end();
+            let direct = direct.finish().unwrap();
+            let mut recording = JsonBuf::tape(Tape::default());
+            let mut object = recording.object();
+            deep(&mut object, depth);
+            object.end();
+            let mut replayed = JsonBuf::new();
+            replay(&recording.finish_tape().unwrap(), &key, &mut replayed);
+            let replayed = replayed.finish().unwrap();
+            assert_eq!(replayed, direct, "depth {depth}");
+            serde_json::from_slice::<serde_json::Value>(&replayed).unwrap();
+        }
     }
 
     #[test]
