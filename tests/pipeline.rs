@@ -789,3 +789,23 @@ fn flushing_under_a_steady_stream_of_captures_returns() {
     assert_accounted(&telemetry.stats());
     assert!(stats.delivered > 0);
 }
+
+#[test]
+fn a_full_spool_keeps_what_fits_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Room for a few of the ten events.
+    let telemetry = builder(Some(&support::refused_origin()), dir.path(), &[])
+        .spool_limits(4096, Duration::from_secs(3600))
+        .start();
+    for n in 0..10 {
+        telemetry.capture(&job(n));
+    }
+    let stats = telemetry.shutdown(Duration::ZERO);
+    assert_accounted(&stats);
+    assert!(stats.spooled > 0 && stats.spooled < 10, "{stats:?}");
+    assert_eq!(stats.dropped.unstorable, 10 - stats.spooled, "{stats:?}");
+    // What was kept is whole events, readable by the next process.
+    let kept = support::spooled_uuids(&state);
+    assert_eq!(kept.len() as u64, stats.spooled);
+}

@@ -44,9 +44,9 @@ pub(crate) const IDLE_TAPES: usize = 64;
 /// Reusing them saves an allocation per capture, and, more importantly, the background thread
 /// freeing memory the caller's thread allocated: that takes the allocator's lock for the
 /// caller's heap, which the caller is using at the same time, and in a burst it cost more
-/// than everything else the thread does. Up to a queue's worth of tapes are kept, so a burst
-/// that fills the queue over and over recycles the same tapes; once the thread has nothing
-/// pending, all but a few are freed.
+/// than everything else the thread does. Up to four batches' worth of tapes are kept (or a
+/// queue's worth, if less): enough for callers to refill the queue as fast as the thread
+/// empties it. Once the thread has had nothing to do for a while, all but a few are freed.
 pub(crate) struct TapePool {
     tapes: Mutex<Vec<Tape>>,
     most: usize,
@@ -348,6 +348,8 @@ pub(crate) struct Shared {
     common_properties: OnceLock<String>,
     /// Captures in progress, plus [`CLOSED`].
     gate: AtomicU64,
+    /// Set when a capture found the queue full, cleared when one was queued.
+    refusing: AtomicBool,
     pub counters: Counters,
     pub events_tx: Sender<Captured>,
     pub events_rx: Receiver<Captured>,
@@ -474,7 +476,7 @@ impl Shared {
         };
         let distinct_id_json =
             serde_json::to_string(&parts.distinct_id).expect("a string serializes");
-        let tapes = TapePool::new(parts.limits.queue_capacity);
+        let tapes = TapePool::new(parts.limits.queue_capacity.min(4 * parts.limits.batch_size));
         Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             settings: parts,
@@ -483,6 +485,7 @@ impl Shared {
             distinct_id_json,
             common_properties: OnceLock::new(),
             gate: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
             counters: Counters::default(),
             events_tx,
             events_rx,
@@ -580,7 +583,9 @@ impl Shared {
             Counters::add(&self.counters.ignored, 1);
             return;
         }
-        if self.events_tx.is_full() {
+        // Looking at the queue's length costs a cache miss while the background thread is
+        // taking events off it, so it is done only once a capture has found the queue full.
+        if self.refusing.load(Ordering::Relaxed) && self.events_tx.is_full() {
             // Nothing would take the event: it is dropped, counted, before it costs an encoding.
             let Some(_inside) = Gate::enter(&self.gate) else {
                 Counters::add(&self.counters.ignored, 1);
@@ -624,7 +629,11 @@ impl Shared {
                         at,
                         properties,
                     };
-                    match self.events_tx.try_send(captured) {
+                    let sent = self.events_tx.try_send(captured);
+                    if self.refusing.load(Ordering::Relaxed) != sent.is_err() {
+                        self.refusing.store(sent.is_err(), Ordering::Relaxed);
+                    }
+                    match sent {
                         Ok(()) => self
                             .doorbell
                             .nudge(|| self.events_tx.len(), self.settings.limits.batch_size),
@@ -740,21 +749,6 @@ impl Shared {
         }
     }
 
-    /// The JSON of each of `lines` (`None` for one too large to be sent), written into `out`.
-    pub(crate) fn write_lines(
-        &self,
-        lines: &[Line],
-        out: &mut Vec<u8>,
-    ) -> Vec<Option<(usize, usize)>> {
-        lines
-            .iter()
-            .map(|line| {
-                let start = out.len();
-                self.write_line(line, out).then_some((start, out.len()))
-            })
-            .collect()
-    }
-
     /// Marks `lines` as having reached their end (delivered, dropped or spooled anew), and
     /// gives their tapes back for later captures.
     pub(crate) fn settle(&self, lines: impl IntoIterator<Item = Line>) {
@@ -804,24 +798,39 @@ impl Shared {
         if lines.is_empty() {
             return None;
         }
+        // The files these lines were restored from are deleted once they are settled, so
+        // their bytes do not count against the spool's limit.
+        let mut reclaimable = 0;
+        let mut seen: Vec<&Arc<Claim>> = Vec::new();
+        for claim in lines.iter().filter_map(|line| line.origin.as_ref()) {
+            if !seen.iter().any(|c| Arc::ptr_eq(c, claim)) {
+                reclaimable += claim.bytes;
+                seen.push(claim);
+            }
+        }
+        // Only what can fit is written out: with the spool full, a burst against a dead
+        // endpoint costs no more than counting its events.
+        let room = self
+            .spool
+            .as_ref()
+            .map_or(u64::MAX, |spool| spool.room(reclaimable));
         let mut joined = Vec::new();
-        let spans = self.write_lines(&lines, &mut joined);
+        let mut spans = Vec::with_capacity(lines.len());
+        for line in &lines {
+            if joined.len() as u64 >= room {
+                break;
+            }
+            let start = joined.len();
+            spans.push(
+                self.write_line(line, &mut joined)
+                    .then_some((start, joined.len())),
+            );
+        }
         let texts = spans.iter().flatten().map(|&(start, end)| {
             std::str::from_utf8(&joined[start..end]).expect("the encoder writes UTF-8")
         });
         let written = match (&self.spool, &self.local_log) {
-            (Some(spool), _) => {
-                // The files these lines were restored from are deleted once they are settled.
-                let mut reclaimable = 0;
-                let mut seen: Vec<&Arc<Claim>> = Vec::new();
-                for claim in lines.iter().filter_map(|line| line.origin.as_ref()) {
-                    if !seen.iter().any(|c| Arc::ptr_eq(c, claim)) {
-                        reclaimable += claim.bytes;
-                        seen.push(claim);
-                    }
-                }
-                spool.write(texts, reclaimable)
-            }
+            (Some(spool), _) => spool.write(texts, reclaimable),
             (None, Some(log)) => log.append(texts).map(|()| usize::MAX),
             (None, None) => Ok(0),
         };
@@ -837,8 +846,11 @@ impl Shared {
         let mut lost = 0;
         let mut settled = Vec::with_capacity(lines.len());
         let mut index = 0;
-        for (line, span) in lines.into_iter().zip(spans) {
+        for (at, line) in lines.into_iter().enumerate() {
             let counted = u64::from(line.counted);
+            // `None` when the line is too large to be sent; `Some(None)` when it was not
+            // written out because the spool had no room left for it.
+            let span = spans.get(at).map_or(Some(None), |span| span.map(Some));
             if span.is_none() {
                 Counters::add(&self.counters.too_large, counted);
             } else if index < written {

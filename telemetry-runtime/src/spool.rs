@@ -193,6 +193,13 @@ impl Spool {
         })
     }
 
+    /// How many more bytes the spool takes, counting `reclaimable` bytes of its files as
+    /// free.
+    pub(crate) fn room(&self, reclaimable: u64) -> u64 {
+        let used = self.used_bytes().saturating_sub(reclaimable);
+        self.max_bytes.saturating_sub(used)
+    }
+
     /// Writes the first of `lines` that fit within the size limit to a new spool file and
     /// returns how many were written. The spool keeps the oldest events when it is full.
     /// `reclaimable` bytes of the spool belong to files that these lines came from, which are
@@ -203,8 +210,7 @@ impl Spool {
         reclaimable: u64,
     ) -> io::Result<usize> {
         create_private_dir(&self.dir)?;
-        let used = self.used_bytes().saturating_sub(reclaimable);
-        let room = self.max_bytes.saturating_sub(used);
+        let room = self.room(reclaimable);
         let mut contents = Vec::new();
         let mut written = 0;
         for line in lines {
