@@ -96,12 +96,14 @@ macro_rules! integers {
     ($($ty:ty),*) => {$(
         impl TelemetryValue for $ty {
             const __SHAPE: Shape = Shape::Integer;
+            #[inline]
             fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
                 out.int(*self);
             }
         }
         impl TelemetryValue for NonZero<$ty> {
             const __SHAPE: Shape = Shape::Integer;
+            #[inline]
             fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
                 out.int(self.get());
             }
@@ -114,6 +116,7 @@ integers!(
 
 impl TelemetryValue for bool {
     const __SHAPE: Shape = Shape::Boolean;
+    #[inline]
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.bool(*self);
     }
@@ -121,6 +124,7 @@ impl TelemetryValue for bool {
 
 impl TelemetryValue for f64 {
     const __SHAPE: Shape = Shape::Number;
+    #[inline]
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.f64(*self);
     }
@@ -128,6 +132,7 @@ impl TelemetryValue for f64 {
 
 impl TelemetryValue for f32 {
     const __SHAPE: Shape = Shape::Number;
+    #[inline]
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.f32(*self);
     }
@@ -135,6 +140,7 @@ impl TelemetryValue for f32 {
 
 impl TelemetryValue for Duration {
     const __SHAPE: Shape = Shape::Milliseconds;
+    #[inline]
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.int(u64::try_from(self.as_millis()).unwrap_or(u64::MAX));
     }
@@ -142,6 +148,7 @@ impl TelemetryValue for Duration {
 
 impl TelemetryValue for SystemTime {
     const __SHAPE: Shape = Shape::Timestamp;
+    #[inline]
     fn __write_json(&self, out: &mut JsonBuf, _: &HashKey) {
         out.timestamp(*self);
     }

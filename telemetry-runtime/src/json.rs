@@ -105,11 +105,13 @@ impl JsonBuf {
         }
     }
 
+    #[inline]
     fn recording(&self) -> bool {
         self.tape_keys.is_some()
     }
 
     /// Appends an operation with a length-prefixed operand.
+    #[inline]
     fn push_op(&mut self, op: u8, operand: &[u8]) {
         self.bytes.reserve(operand.len() + 5);
         self.bytes.push(op);
@@ -119,6 +121,7 @@ impl JsonBuf {
     }
 
     /// Appends a complete JSON value that is already encoded.
+    #[inline]
     pub(crate) fn raw(&mut self, json: &[u8]) {
         if self.recording() {
             self.push_op(op::RAW, json);
@@ -166,21 +169,25 @@ impl JsonBuf {
     }
 
     /// Writes `null`.
+    #[inline]
     pub fn null(&mut self) {
         self.raw(b"null");
     }
 
     /// Writes `true` or `false`.
+    #[inline]
     pub fn bool(&mut self, value: bool) {
         self.raw(if value { b"true" } else { b"false" });
     }
 
     /// Writes an integer.
+    #[inline]
     pub fn int<I: itoa::Integer>(&mut self, value: I) {
         self.raw(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// Writes a number; NaN and infinities become `null`.
+    #[inline]
     pub fn f64(&mut self, value: f64) {
         if value.is_finite() {
             self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
@@ -190,6 +197,7 @@ impl JsonBuf {
     }
 
     /// Writes a number; NaN and infinities become `null`.
+    #[inline]
     pub fn f32(&mut self, value: f32) {
         if value.is_finite() {
             self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
@@ -199,6 +207,7 @@ impl JsonBuf {
     }
 
     /// Writes a JSON string, escaped.
+    #[inline]
     pub fn string(&mut self, value: &str) {
         if self.recording() {
             self.push_op(op::STRING, value.as_bytes());
@@ -208,6 +217,7 @@ impl JsonBuf {
     }
 
     /// Writes 64 hex digits of HMAC-SHA-256 of `bytes` under `key`.
+    #[inline]
     pub(crate) fn hashed(&mut self, key: &HashKey, bytes: &[u8]) {
         if self.recording() {
             self.push_op(op::HASH, bytes);
@@ -350,6 +360,7 @@ impl JsonBuf {
     }
 
     /// Starts an object; end it with [`ObjectWriter::end`].
+    #[inline]
     pub fn object(&mut self) -> ObjectWriter<'_> {
         self.bytes
             .push(if self.recording() { op::OBJECT } else { b'{' });
@@ -405,6 +416,7 @@ pub struct ObjectWriter<'a> {
 
 impl ObjectWriter<'_> {
     /// Writes the property name `key` and returns the buffer that takes its value.
+    #[inline]
     pub fn key(&mut self, key: &'static str) -> &mut JsonBuf {
         self.buf.current_key = key;
         if let Some(keys) = &mut self.buf.tape_keys {
@@ -444,6 +456,7 @@ impl ObjectWriter<'_> {
     }
 
     /// Closes the object.
+    #[inline]
     pub fn end(self) {
         let end = if self.buf.recording() {
             op::OBJECT_END
