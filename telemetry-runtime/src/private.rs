@@ -46,9 +46,21 @@ pub mod bench {
 
     /// Records `event`'s properties as `capture` does.
     pub fn record<E: crate::TelemetryEvent>(event: &E, key: &crate::HashKey) -> Recorded {
-        let mut buf = crate::json::JsonBuf::tape(crate::json::Tape::default());
+        let mut recorded = Recorded(crate::json::Tape::default());
+        record_into(event, key, &mut recorded);
+        recorded
+    }
+
+    /// Records `event`'s properties on the tape of `recorded`, reusing its allocations as
+    /// `capture` reuses pooled tapes.
+    pub fn record_into<E: crate::TelemetryEvent>(
+        event: &E,
+        key: &crate::HashKey,
+        recorded: &mut Recorded,
+    ) {
+        let mut buf = crate::json::JsonBuf::tape(std::mem::take(&mut recorded.0));
         crate::event::write_properties(event, &mut buf, key);
-        Recorded(buf.finish_tape().expect("the event encodes"))
+        recorded.0 = buf.finish_tape().expect("the event encodes");
     }
 
     /// Writes the JSON of `recorded` after what `out` holds, hashed under `key` and scrubbed,
