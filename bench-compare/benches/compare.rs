@@ -407,14 +407,21 @@ impl std::hash::Hasher for UuidHasher {
     }
 }
 
-/// The uuids of the events in a batch body, or `None` if it is not a batch.
+/// The uuids of the events in a batch body, or `None` if it is not a batch. The library's own
+/// report of dropped events is not one of the events measured: it is left out.
 fn batch_uuids(body: &[u8]) -> Option<Vec<u128>> {
     const KEY: &[u8] = b"\"uuid\":\"";
+    const REPORT: &[u8] = b"{\"event\":\"telemetry_dropped\"";
     if !body.starts_with(b"{") || memchr::memmem::find(body, b"\"batch\":[").is_none() {
         return None;
     }
     let mut uuids = Vec::new();
+    // Where the next report starts; its uuid is the first one after that.
+    let mut reports = memchr::memmem::find_iter(body, REPORT).peekable();
     for at in memchr::memmem::find_iter(body, KEY) {
+        if reports.next_if(|&report| report < at).is_some() {
+            continue;
+        }
         let text = body.get(at + KEY.len()..at + KEY.len() + 36)?;
         let mut uuid = 0u128;
         for &b in text.iter().filter(|&&b| b != b'-') {
