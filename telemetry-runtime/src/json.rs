@@ -584,13 +584,15 @@ impl Nesting {
 /// Writes the JSON that `tape` recorded into `out`, hashing under `key`: the same JSON the
 /// direct writer would have written.
 pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
+    replay_parts(&tape.bytes, &tape.keys, key, out);
+}
+
+/// [`replay`] of a tape's operations `bytes` and property names `keys`, held apart.
+pub(crate) fn replay_parts(bytes: &[u8], keys: &[&'static str], key: &HashKey, out: &mut JsonBuf) {
     // For each open object or array: whether it is an array, and whether it is still empty.
     let mut open = Nesting::default();
-    let mut keys = tape.keys.iter();
-    let mut reader = Reader {
-        bytes: &tape.bytes,
-        at: 0,
-    };
+    let mut keys = keys.iter();
+    let mut reader = Reader { bytes, at: 0 };
     // A member of an object, or (`in_array`) an element of an array, follows a comma unless
     // it is the first.
     let comma = |open: &mut Nesting, out: &mut JsonBuf, in_array: bool| {
@@ -601,7 +603,7 @@ pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
             out.bytes.push(b',');
         }
     };
-    while let Some(&operation) = tape.bytes.get(reader.at) {
+    while let Some(&operation) = bytes.get(reader.at) {
         reader.at += 1;
         if operation == op::KEY {
             comma(&mut open, out, false);

@@ -39,6 +39,69 @@ const MAX_POOLED_CAPACITY: usize = 8 << 10;
 /// How many emptied tapes stay pooled while nothing is pending.
 pub(crate) const IDLE_TAPES: usize = 64;
 
+thread_local! {
+    /// The tape each thread records its events on, kept in its cache.
+    static SCRATCH: std::cell::Cell<Tape> = const {
+        std::cell::Cell::new(Tape { bytes: Vec::new(), keys: Vec::new() })
+    };
+    /// The property names of the last event this thread captured.
+    static LAST_KEYS: std::cell::RefCell<Option<Arc<[&'static str]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The largest scratch tape a thread keeps between captures, in bytes.
+const MAX_SCRATCH: usize = 64 << 10;
+
+/// This thread's scratch tape, or a new one if it is in use (an event captured while
+/// recording another) or the thread is exiting.
+fn take_scratch() -> Tape {
+    let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    if scratch.bytes.capacity() == 0 {
+        scratch.bytes.reserve(1024);
+        scratch.keys.reserve(64);
+    }
+    scratch
+}
+
+fn return_scratch(scratch: Tape) {
+    if scratch.bytes.capacity() <= MAX_SCRATCH {
+        let _ = SCRATCH.try_with(|cell| cell.set(scratch));
+    }
+}
+
+/// Whether two lists of property names are the same names, compared by address: the names
+/// are the derive's static strings.
+fn same_keys(a: &[&'static str], b: &[&'static str]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len())
+}
+
+/// An event's recorded properties as they travel to the background thread: the tape's
+/// operations, and its property names, shared by every capture of the same event on a
+/// thread. An event type sends the same names capture after capture; sharing them halves
+/// what each capture writes into memory the background thread last read, on another core.
+pub(crate) struct Properties {
+    pub bytes: Vec<u8>,
+    pub keys: Arc<[&'static str]>,
+}
+
+impl Properties {
+    /// The properties of a tape recorded on its own.
+    pub(crate) fn of(tape: Tape) -> Properties {
+        Properties {
+            bytes: tape.bytes,
+            keys: tape.keys.into(),
+        }
+    }
+
+    /// Replays them into `out`, as [`crate::json::replay`] does.
+    pub(crate) fn replay(&self, key: &HashKey, out: &mut JsonBuf) {
+        crate::json::replay_parts(&self.bytes, &self.keys, key, out);
+    }
+}
+
 /// The tapes events travel on, returned by the background thread once it has replayed them.
 ///
 /// Reusing them saves an allocation per capture, and, more importantly, the background thread
@@ -48,10 +111,8 @@ pub(crate) const IDLE_TAPES: usize = 64;
 /// queue's worth, if less): enough for callers to refill the queue as fast as the thread
 /// empties it. Once the thread has had nothing to do for a while, all but a few are freed.
 pub(crate) struct TapePool {
-    tapes: Mutex<Vec<Tape>>,
+    tapes: Mutex<Vec<Properties>>,
     most: usize,
-    /// The bytes and keys of the last tape recorded, packed in halves.
-    last_size: AtomicU64,
 }
 
 impl TapePool {
@@ -59,47 +120,47 @@ impl TapePool {
         TapePool {
             tapes: Mutex::new(Vec::new()),
             most,
-            last_size: AtomicU64::new(1024 << 32 | 64),
         }
     }
 
-    /// A tape to record an event on: a reused one if one is waiting, else a new one with
-    /// room for an event as large as the last one recorded. A caller never waits for the
-    /// pool: while the background thread is returning tapes, it takes a new one.
-    fn take(&self) -> Tape {
+    /// A copy of `recorded` on a reused tape if one is waiting, else on a new one. The names
+    /// are the thread's last event's if they are the same. A caller never waits for the pool:
+    /// while the background thread is returning tapes, it takes a new one.
+    fn copy(&self, recorded: &Tape) -> Properties {
         let reused = match self.tapes.try_lock() {
             Ok(mut tapes) => tapes.pop(),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().pop(),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
-        reused.unwrap_or_else(|| {
-            let size = self.last_size.load(Ordering::Relaxed);
-            Tape {
-                bytes: Vec::with_capacity((size >> 32) as usize),
-                keys: Vec::with_capacity((size & 0xffff_ffff) as usize),
-            }
-        })
-    }
-
-    /// Remembers how large a recorded tape was, so that new tapes are made large enough.
-    fn recorded(&self, tape: &Tape) {
-        let half = |len: usize| u64::from(u32::try_from(len).unwrap_or(u32::MAX));
-        let size = half(tape.bytes.len()) << 32 | half(tape.keys.len());
-        // Read first: callers of one event type write it once, not on every capture.
-        if self.last_size.load(Ordering::Relaxed) != size {
-            self.last_size.store(size, Ordering::Relaxed);
+        let mut properties = reused.unwrap_or_else(|| Properties {
+            bytes: Vec::with_capacity(recorded.bytes.len()),
+            keys: Arc::from([]),
+        });
+        properties.bytes.extend_from_slice(&recorded.bytes);
+        if !same_keys(&properties.keys, &recorded.keys) {
+            properties.keys = LAST_KEYS
+                .try_with(|last| {
+                    let mut last = last.borrow_mut();
+                    match &*last {
+                        Some(keys) if same_keys(keys, &recorded.keys) => keys.clone(),
+                        _ => last.insert(Arc::from(&recorded.keys[..])).clone(),
+                    }
+                })
+                .unwrap_or_else(|_| Arc::from(&recorded.keys[..]));
         }
+        properties
     }
 
     /// Keeps `tapes` for later captures, except unusually large ones and those beyond the
     /// pool's bound, which are freed (after the lock is released).
-    pub(crate) fn give(&self, tapes: &mut Vec<Tape>) {
+    pub(crate) fn give(&self, tapes: &mut Vec<Properties>) {
         let mut surplus = Vec::new();
         {
             let mut pool = lock(&self.tapes);
             for mut tape in tapes.drain(..) {
                 if pool.len() < self.most && tape.bytes.capacity() <= MAX_POOLED_CAPACITY {
-                    tape.clear();
+                    // The names stay: the next capture of the same event keeps them.
+                    tape.bytes.clear();
                     pool.push(tape);
                 } else {
                     surplus.push(tape);
@@ -200,7 +261,7 @@ pub(crate) struct Captured {
     pub name: &'static str,
     pub at: SystemTime,
     /// The properties, recorded as a tape of a JSON object.
-    pub properties: Tape,
+    pub properties: Properties,
 }
 
 /// A request to the background thread.
@@ -253,9 +314,8 @@ impl Line {
         match &self.text {
             Text::Json(json) => json.len(),
             Text::Recorded { captured, .. } => {
-                captured.properties.bytes.len()
-                    + captured.properties.keys.len() * size_of::<&str>()
-                    + size_of::<Line>()
+                // The names are shared with other events.
+                captured.properties.bytes.len() + size_of::<Line>()
             }
         }
     }
@@ -601,15 +661,15 @@ impl Shared {
         // is dropped and the panic stays here. Encoding happens before the gate, so a slow
         // encoder cannot hold up shutdown.
         let encoded = catch_unwind(AssertUnwindSafe(|| {
-            let mut buf = JsonBuf::tape(self.tapes.take());
+            let mut buf = JsonBuf::tape(take_scratch());
             let mut properties = buf.object();
             write(&mut properties, &self.settings.identity.key);
             properties.end();
-            let tape = buf.finish_tape();
-            if let Ok(tape) = &tape {
-                self.tapes.recorded(tape);
-            }
-            tape
+            buf.finish_tape().map(|scratch| {
+                let properties = self.tapes.copy(&scratch);
+                return_scratch(scratch);
+                properties
+            })
         }));
         let dropped = {
             // Between entering and leaving the gate, shutdown waits; past it, nothing is
@@ -719,7 +779,9 @@ impl Shared {
             .raw(self.distinct_id_json.as_bytes());
         let target = object.key("properties");
         let start = target.len();
-        crate::json::replay(&captured.properties, &self.settings.identity.key, target);
+        captured
+            .properties
+            .replay(&self.settings.identity.key, target);
         let fits = target.len() - start <= self.settings.limits.max_event_bytes;
         if fits {
             target.extend_last_object(common);
@@ -1004,6 +1066,31 @@ mod tests {
         }
         wake(bell);
         waiter.join().unwrap()
+    }
+
+    #[test]
+    fn pooled_tapes_carry_the_names_of_the_event_recorded_on_them() {
+        let pool = TapePool::new(4);
+        let tape = |keys: &[&'static str], bytes: &[u8]| Tape {
+            bytes: bytes.to_vec(),
+            keys: keys.to_vec(),
+        };
+        let a = tape(&["a", "b"], b"first");
+        // Another event, with another list of names.
+        let b = tape(&["a", "c"], b"second");
+        let mut used = Vec::new();
+        for round in 0..3 {
+            for recorded in [&a, &b, &a] {
+                let copy = pool.copy(recorded);
+                assert_eq!(copy.bytes, recorded.bytes, "round {round}");
+                assert_eq!(&copy.keys[..], &recorded.keys[..], "round {round}");
+                used.push(copy);
+            }
+            pool.give(&mut used);
+        }
+        // Captures of one event share one list of names.
+        let (first, second) = (pool.copy(&a), pool.copy(&a));
+        assert!(Arc::ptr_eq(&first.keys, &second.keys));
     }
 
     #[test]

@@ -377,7 +377,10 @@ impl<'a> Worker<'a> {
             &mut properties,
             &self.shared.settings.identity.key,
         );
-        let Ok(properties) = properties.finish_tape() else {
+        let Ok(properties) = properties
+            .finish_tape()
+            .map(crate::pipeline::Properties::of)
+        else {
             return;
         };
         let report = Captured {
