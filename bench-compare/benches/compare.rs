@@ -577,6 +577,11 @@ fn orchestrate(quick: bool, skip_build: bool, only: Option<&str>) {
     let wants = |section: u32| only.is_none_or(|only| only.contains(&section.to_string()));
     let scale = if quick { 10 } else { 1 };
     let runs = if quick { 1 } else { 3 };
+    let of_runs = if runs == 1 {
+        "one run".to_owned()
+    } else {
+        format!("median of {runs} runs")
+    };
     let run = Run {
         exe: std::env::current_exe().expect("this program"),
         scratch: tempfile::tempdir().expect("a temporary directory"),
@@ -604,9 +609,7 @@ fn orchestrate(quick: bool, skip_build: bool, only: Option<&str>) {
         for (label, key) in [("median", "median_ns"), ("p99", "p99_ns")] {
             let (a, b) = (middle(&ours, key), middle(&theirs, key));
             rows.push(row(
-                format!(
-                    "caller cost per job event, {label} (ns; {n} events, median of {runs} runs)"
-                ),
+                format!("caller cost per job event, {label} (ns; {n} events, {of_runs})"),
                 format!("{a:.0} ns"),
                 format!("{b:.0} ns"),
                 format!("{:.1}x lower", b / a),
@@ -664,7 +667,7 @@ fn orchestrate(quick: bool, skip_build: bool, only: Option<&str>) {
         };
         let (a, b) = (median_run(ours), median_run(theirs));
         rows.push(row(
-            format!("delivered events/s, burst of {total} (median of {runs} runs)"),
+            format!("delivered events/s, burst of {total} ({of_runs})"),
             format!("{:.0}/s", a.rate),
             format!("{:.0}/s", b.rate),
             format!("{:.1}x higher", a.rate / b.rate),
