@@ -25,7 +25,6 @@ struct Fixture {
     receiver: Receiver,
     /// Events received so far that no test has taken yet.
     unclaimed: Vec<Value>,
-    _dir: tempfile::TempDir,
     _guard: TelemetryGuard,
 }
 
@@ -33,12 +32,16 @@ fn fixture() -> &'static Mutex<Fixture> {
     static FIXTURE: OnceLock<Mutex<Fixture>> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let receiver = Receiver::healthy();
-        let dir = tempfile::tempdir().unwrap();
-        let guard = builder(Some(&receiver.origin), dir.path(), &[]).start();
+        // A static is never dropped, so a temporary directory would be left behind by every
+        // run: the state lives in one directory under the target directory instead, emptied
+        // first.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("command-fixture");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let guard = builder(Some(&receiver.origin), &dir, &[]).start();
         Mutex::new(Fixture {
             receiver,
             unclaimed: Vec::new(),
-            _dir: dir,
             _guard: guard,
         })
     })

@@ -24,19 +24,22 @@ fn main() {
 }
 
 /// Telemetry that is on and keeps everything on this machine: its background thread appends
-/// to a local log in a temporary directory, so nothing is sent and the queue is what is timed.
-static ON: LazyLock<(tempfile::TempDir, TelemetryGuard)> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let guard = Telemetry::builder("bench", "1.0.0")
-        .environment([("HOME", dir.path().display().to_string())])
-        .state_dir(dir.path().join("state"))
+/// to a local log under the target directory (a static is never dropped, so a temporary
+/// directory would be left behind by every run), so nothing is sent and the queue is what is
+/// timed.
+static ON: LazyLock<TelemetryGuard> = LazyLock::new(|| {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-pipeline");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory under the target directory");
+    Telemetry::builder("bench", "1.0.0")
+        .environment([("HOME", dir.display().to_string())])
+        .state_dir(dir.join("state"))
         .mode(Mode::Local)
         .lifecycle_events(false)
         .queue_capacity(1_000_000)
         .local_log_limit(64 << 20)
         .flush_interval(Duration::from_secs(3600))
-        .start();
-    (dir, guard)
+        .start()
 });
 
 mod capture {
@@ -64,7 +67,7 @@ mod capture {
     #[divan::bench]
     fn on_job_event(bencher: Bencher) {
         let job = JobSubmitted::sample();
-        let telemetry = ON.1.handle();
+        let telemetry = ON.handle();
         assert!(telemetry.is_running());
         bencher.bench_local(|| telemetry.capture(black_box(&job)));
     }
