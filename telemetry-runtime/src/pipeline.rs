@@ -907,25 +907,32 @@ impl Shared {
         };
         let mut lost = 0;
         let mut settled = Vec::with_capacity(lines.len());
-        let mut index = 0;
+        // How many of the texts came before: the first `written` of them were kept.
+        let mut texts_before = 0;
         for (at, line) in lines.into_iter().enumerate() {
             let counted = u64::from(line.counted);
-            // `None` when the line is too large to be sent; `Some(None)` when it was not
-            // written out because the spool had no room left for it.
-            let span = spans.get(at).map_or(Some(None), |span| span.map(Some));
-            if span.is_none() {
-                Counters::add(&self.counters.too_large, counted);
-            } else if index < written {
+            let kept_here = match spans.get(at) {
+                Some(Some(_)) => {
+                    texts_before += 1;
+                    texts_before <= written
+                }
+                Some(None) => {
+                    Counters::add(&self.counters.too_large, counted);
+                    settled.push(line);
+                    continue;
+                }
+                // Not written out: the spool had no room left for it.
+                None => false,
+            };
+            if kept_here {
                 Counters::add(kept, counted);
             } else if line.origin.is_some() {
                 // Still intact in the file it came from: leave it there, unsettled.
                 Counters::add(&self.counters.spooled, counted);
-                index += 1;
                 continue;
             } else {
                 lost += counted;
             }
-            index += usize::from(span.is_some());
             settled.push(line);
         }
         self.settle(settled);

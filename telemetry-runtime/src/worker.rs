@@ -449,11 +449,8 @@ impl<'a> Worker<'a> {
         body.clear();
         let spans = {
             let mut outbox = lock(&self.shared.outbox);
-            if outbox.closed {
-                self.body = body;
-                return;
-            }
             match &self.sink {
+                _ if outbox.closed => Vec::new(),
                 Sink::Upload(uploader) => {
                     uploader.begin_body(&mut body);
                     let spans = self.write_front(&mut outbox, &mut body, true);
@@ -465,6 +462,7 @@ impl<'a> Worker<'a> {
         };
         let count = spans.len();
         if count == 0 {
+            // Closed, or nothing left once lines too large to send were dropped.
             self.body = body;
             return;
         }
