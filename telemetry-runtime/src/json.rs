@@ -46,6 +46,59 @@ mod op {
     pub const SCRUB_FLAG: u8 = 11;
     /// Members of an object, already encoded: a `u32` length and the text.
     pub const MEMBERS: u8 = 12;
+    /// An unsigned integer: a `u64`.
+    pub const UNSIGNED: u8 = 13;
+    /// A signed integer: an `i64`.
+    pub const SIGNED: u8 = 14;
+    /// A finite `f64`: its bits, a `u64`.
+    pub const F64: u8 = 15;
+    /// A finite `f32`: its bits, a `u32`.
+    pub const F32: u8 = 16;
+}
+
+/// The integer types [`JsonBuf::int`] writes. A tape records them as 8 bytes, and formats
+/// them on replay.
+pub trait Integer: itoa::Integer + sealed::Sealed {
+    #[doc(hidden)]
+    fn __record(self, out: &mut JsonBuf);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! integers {
+    ($($ty:ty => $wide:ty, $op:expr;)*) => {$(
+        impl sealed::Sealed for $ty {}
+        impl Integer for $ty {
+            #[inline]
+            fn __record(self, out: &mut JsonBuf) {
+                match <$wide>::try_from(self) {
+                    Ok(wide) => {
+                        out.bytes.push($op);
+                        out.bytes.extend_from_slice(&wide.to_le_bytes());
+                    }
+                    // Only 128-bit values beyond 64 bits.
+                    Err(_) => out.push_op(op::RAW, itoa::Buffer::new().format(self).as_bytes()),
+                }
+            }
+        }
+    )*};
+}
+
+integers! {
+    u8 => u64, op::UNSIGNED;
+    u16 => u64, op::UNSIGNED;
+    u32 => u64, op::UNSIGNED;
+    u64 => u64, op::UNSIGNED;
+    u128 => u64, op::UNSIGNED;
+    usize => u64, op::UNSIGNED;
+    i8 => i64, op::SIGNED;
+    i16 => i64, op::SIGNED;
+    i32 => i64, op::SIGNED;
+    i64 => i64, op::SIGNED;
+    i128 => i64, op::SIGNED;
+    isize => i64, op::SIGNED;
 }
 
 /// A JSON value being written, plus the first encoding failure seen, if any.
@@ -182,27 +235,40 @@ impl JsonBuf {
 
     /// Writes an integer.
     #[inline]
-    pub fn int<I: itoa::Integer>(&mut self, value: I) {
-        self.raw(itoa::Buffer::new().format(value).as_bytes());
+    pub fn int<I: Integer>(&mut self, value: I) {
+        if self.recording() {
+            value.__record(self);
+        } else {
+            self.bytes
+                .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        }
     }
 
     /// Writes a number; NaN and infinities become `null`.
     #[inline]
     pub fn f64(&mut self, value: f64) {
-        if value.is_finite() {
-            self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
-        } else {
+        if !value.is_finite() {
             self.null();
+        } else if self.recording() {
+            self.bytes.push(op::F64);
+            self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
+        } else {
+            self.bytes
+                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         }
     }
 
     /// Writes a number; NaN and infinities become `null`.
     #[inline]
     pub fn f32(&mut self, value: f32) {
-        if value.is_finite() {
-            self.raw(zmij::Buffer::new().format_finite(value).as_bytes());
-        } else {
+        if !value.is_finite() {
             self.null();
+        } else if self.recording() {
+            self.bytes.push(op::F32);
+            self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
+        } else {
+            self.bytes
+                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         }
     }
 
@@ -638,6 +704,10 @@ pub(crate) fn replay_parts(bytes: &[u8], keys: &[&'static str], key: &HashKey, o
             op::RAW => out.bytes.extend_from_slice(reader.operand()),
             op::STRING => out.escaped(&reader.text()),
             op::HASH => out.hex(&key.hash(reader.operand())),
+            op::UNSIGNED => out.int(reader.u64()),
+            op::SIGNED => out.int(reader.u64().cast_signed()),
+            op::F64 => out.f64(f64::from_bits(reader.u64())),
+            op::F32 => out.f32(f32::from_bits(reader.u32() as u32)),
             op::TIME => {
                 let seconds = reader.u64();
                 let nanos = reader.u32() as u32;
@@ -707,6 +777,14 @@ mod tests {
         properties.key("float").f64(2.5);
         properties.key("nan").f64(f64::NAN);
         properties.key("small").f32(0.1);
+        // Integers and floats at the edges of what a tape holds in 8 bytes, and beyond.
+        properties.key("u64_max").int(u64::MAX);
+        properties.key("i64_min").int(i64::MIN);
+        properties.key("i128_min").int(i128::MIN);
+        properties.key("zero").int(0u8);
+        properties.key("tiny").f64(-1e-300);
+        properties.key("huge").f32(f32::MAX);
+        properties.key("infinite").f32(f32::NEG_INFINITY);
         properties.key("yes").bool(true);
         properties.key("none").null();
         properties.key("hex").hex(&[0xde, 0xad]);

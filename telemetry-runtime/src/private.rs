@@ -6,7 +6,7 @@ pub use crate::dispositions::handles::{
     FlattenHandle, Handle, ScrubField, count, flatten, hash, inferred, is_set, plain, scrub,
     scrub_option, scrub_seq, trusted_or_hash, value,
 };
-pub use crate::json::{JsonBuf, ObjectWriter};
+pub use crate::json::{Integer, JsonBuf, ObjectWriter};
 pub use crate::schema::Registration;
 pub use inventory;
 pub use serde;
