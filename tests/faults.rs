@@ -1,0 +1,373 @@
+//! Fault injection: the pipeline against servers on 127.0.0.1 that fail in every way a network
+//! or a receiver can, and then against a healthy one.
+//!
+//! For each fault: every `capture` returns at once, shutdown returns within its deadline plus a
+//! small margin, nothing panics, the accounting holds
+//! (`captured + restored == delivered + dropped + spooled`), and once a healthy receiver is back,
+//! every event that was neither delivered nor dropped arrives there exactly once.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use support::{Receiver, Reply, assert_accounted, builder, job, refused_origin};
+
+/// How long a shutdown may take against a failing server.
+const DEADLINE: Duration = Duration::from_millis(1500);
+/// What a shutdown may take beyond its deadline: a request already sent is given up at the
+/// deadline, and writing the spool takes milliseconds. Generous, for slow CI machines.
+const MARGIN: Duration = Duration::from_millis(1000);
+/// What one `capture` may take: it never waits for the network. Generous, for the same reason.
+const PROMPT: Duration = Duration::from_millis(200);
+/// Events captured per scenario.
+const EVENTS: u32 = 40;
+
+/// How a raw server misbehaves once it has read a request.
+#[derive(Clone, Copy, Debug)]
+enum Misbehaviour {
+    /// Sends part of a response's status line, then resets the connection.
+    ResetInStatus,
+    /// Sends a `200` status and part of the body, then resets the connection.
+    ResetInBody,
+    /// Reads the request and never answers (the connection stays open).
+    NeverAnswers,
+    /// Answers a valid response one byte per second.
+    OneBytePerSecond,
+    /// Answers bytes that are not HTTP at all, then closes.
+    Garbage,
+    /// Answers like another protocol's server, then closes.
+    NotHttp,
+}
+
+/// A TCP server on 127.0.0.1 that reads each request and then misbehaves.
+struct RawServer {
+    origin: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn start(how: Misbehaviour) -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let origin = format!("http://{}", listener.local_addr().expect("an address"));
+        listener.set_nonblocking(true).expect("non-blocking accept");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            let mut workers = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).expect("blocking stream");
+                        let stopping = Arc::clone(&stopping);
+                        match how {
+                            Misbehaviour::NeverAnswers => {
+                                let mut stream = stream;
+                                read_request(&mut stream);
+                                held.push(stream);
+                            }
+                            _ => workers.push(std::thread::spawn(move || {
+                                misbehave(stream, how, &stopping);
+                            })),
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Polling keeps the server stoppable without a connection to wake it.
+                        std::thread::park_timeout(Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+            drop(held);
+            for worker in workers {
+                let _ = worker.join();
+            }
+        });
+        RawServer {
+            origin,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one HTTP request: its head and a body of `Content-Length` bytes.
+fn read_request(stream: &mut TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn misbehave(mut stream: TcpStream, how: Misbehaviour, stop: &AtomicBool) {
+    if let Misbehaviour::ResetInStatus | Misbehaviour::ResetInBody = how {
+        // Closing a socket with unread data resets the connection: read only the start of the
+        // request, make sure more of it has arrived, and answer the start of a response.
+        let mut start = [0u8; 16];
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.read_exact(&mut start);
+        let _ = stream.peek(&mut start[..1]);
+        let partial: &[u8] = match how {
+            Misbehaviour::ResetInStatus => b"HTTP/1.1 20",
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"sta",
+        };
+        let _ = stream.write_all(partial);
+        drop(stream);
+        return;
+    }
+    read_request(&mut stream);
+    match how {
+        Misbehaviour::ResetInStatus | Misbehaviour::ResetInBody => {}
+        Misbehaviour::OneBytePerSecond => {
+            let response = b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"Ok\"}";
+            for byte in response {
+                if stop.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_secs(1));
+            }
+        }
+        Misbehaviour::Garbage => {
+            let _ = stream.write_all(&[0x00, 0xff, 0x13, 0x37, b'\n', 0xfe, 0x80, b'\r', b'\n']);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Misbehaviour::NotHttp => {
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Misbehaviour::NeverAnswers => {}
+    }
+}
+
+/// What the failing endpoint is.
+enum Fault {
+    /// Every request answered with this status and these headers.
+    Status(u16, Vec<(&'static str, String)>),
+    Raw(Misbehaviour),
+    Refused,
+}
+
+/// What the scenario's events must have come to after the failing run.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// Refused for good by the server: dropped, counted as rejected.
+    Rejected,
+    /// Kept for a later process: spooled, none dropped.
+    Spooled,
+    /// Accepted by the server: its `200` came before the failure.
+    Delivered,
+}
+
+fn scenario(name: &str, fault: Fault, fate: Fate) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // The failing run.
+    let stats = {
+        let (_receiver, _server, origin);
+        match fault {
+            Fault::Status(status, headers) => {
+                let receiver = Receiver::start(move |_, _| Reply {
+                    status,
+                    headers: headers.clone(),
+                });
+                origin = receiver.origin.clone();
+                _receiver = Some(receiver);
+                _server = None;
+            }
+            Fault::Raw(how) => {
+                let server = RawServer::start(how);
+                origin = server.origin.clone();
+                _server = Some(server);
+                _receiver = None;
+            }
+            Fault::Refused => {
+                origin = refused_origin();
+                (_receiver, _server) = (None, None);
+            }
+        }
+        let guard = builder(Some(&origin), dir.path(), &[])
+            .connect_timeout(Duration::from_millis(500))
+            .request_timeout(Duration::from_millis(700))
+            .flush_deadline(DEADLINE)
+            .max_attempts(3)
+            .batch_size(10)
+            // Batches go out as they fill, while the events are still being captured.
+            .flush_interval(Duration::from_millis(20))
+            .start();
+        let telemetry = guard.handle();
+        for n in 0..EVENTS {
+            let start = Instant::now();
+            telemetry.capture(&job(n));
+            assert!(
+                start.elapsed() < PROMPT,
+                "{name}: capture took {:?}",
+                start.elapsed()
+            );
+        }
+        let start = Instant::now();
+        let stats = guard.shutdown(DEADLINE);
+        assert!(
+            start.elapsed() < DEADLINE + MARGIN,
+            "{name}: shutdown took {:?}",
+            start.elapsed()
+        );
+        stats
+    };
+    assert_accounted(&stats);
+    assert_eq!(stats.captured, u64::from(EVENTS), "{name}: {stats:?}");
+    match fate {
+        Fate::Rejected => {
+            assert_eq!(
+                stats.dropped.rejected,
+                u64::from(EVENTS),
+                "{name}: {stats:?}"
+            );
+            assert_eq!(stats.spooled, 0, "{name}: {stats:?}");
+        }
+        Fate::Spooled => {
+            assert_eq!(stats.dropped.total(), 0, "{name}: {stats:?}");
+            assert_eq!(stats.spooled, u64::from(EVENTS), "{name}: {stats:?}");
+        }
+        Fate::Delivered => {
+            assert_eq!(stats.delivered, u64::from(EVENTS), "{name}: {stats:?}");
+        }
+    }
+
+    // The next run, against a healthy receiver, delivers what was spooled, each event once.
+    let healthy = Receiver::healthy();
+    let guard = builder(Some(&healthy.origin), dir.path(), &[]).start();
+    let next = guard.shutdown(Duration::from_secs(30));
+    assert_accounted(&next);
+    assert_eq!(next.restored, stats.spooled, "{name}: {next:?}");
+    assert_eq!(next.delivered, next.restored, "{name}: {next:?}");
+    let uuids: Vec<String> = healthy
+        .received()
+        .iter()
+        .flat_map(support::Request::app_uuids)
+        .collect();
+    let distinct: HashSet<&String> = uuids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        uuids.len(),
+        "{name}: an event arrived twice"
+    );
+    assert_eq!(uuids.len() as u64, stats.spooled, "{name}");
+}
+
+#[test]
+fn server_errors_keep_the_events_for_the_next_run() {
+    for status in [500, 502, 503] {
+        scenario(
+            &format!("{status}"),
+            Fault::Status(status, Vec::new()),
+            Fate::Spooled,
+        );
+    }
+}
+
+#[test]
+fn rate_limiting_keeps_the_events_for_the_next_run() {
+    scenario("429", Fault::Status(429, Vec::new()), Fate::Spooled);
+    scenario(
+        "429 with Retry-After",
+        Fault::Status(429, vec![("Retry-After", "1".to_owned())]),
+        Fate::Spooled,
+    );
+    // A Retry-After longer than the process has left: the events wait in the spool.
+    scenario(
+        "429 with a long Retry-After",
+        Fault::Status(429, vec![("Retry-After", "3600".to_owned())]),
+        Fate::Spooled,
+    );
+}
+
+#[test]
+fn refusals_for_good_drop_and_count_the_events() {
+    for status in [400, 401, 413] {
+        scenario(
+            &format!("{status}"),
+            Fault::Status(status, Vec::new()),
+            Fate::Rejected,
+        );
+    }
+}
+
+#[test]
+fn a_connection_reset_before_the_status_keeps_the_events() {
+    scenario(
+        "reset in the status line",
+        Fault::Raw(Misbehaviour::ResetInStatus),
+        Fate::Spooled,
+    );
+}
+
+/// The server said `200`: it has the batch, and sending it again would duplicate it.
+#[test]
+fn a_connection_reset_after_a_success_status_counts_the_batch_delivered() {
+    scenario(
+        "reset in the body",
+        Fault::Raw(Misbehaviour::ResetInBody),
+        Fate::Delivered,
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_costs_only_the_deadline() {
+    scenario(
+        "never",
+        Fault::Raw(Misbehaviour::NeverAnswers),
+        Fate::Spooled,
+    );
+}
+
+#[test]
+fn a_server_answering_one_byte_per_second_costs_only_the_deadline() {
+    scenario(
+        "slow",
+        Fault::Raw(Misbehaviour::OneBytePerSecond),
+        Fate::Spooled,
+    );
+}
+
+#[test]
+fn garbage_and_other_protocols_are_failures() {
+    scenario("garbage", Fault::Raw(Misbehaviour::Garbage), Fate::Spooled);
+    scenario("not http", Fault::Raw(Misbehaviour::NotHttp), Fate::Spooled);
+}
+
+#[test]
+fn a_refused_connection_keeps_the_events() {
+    scenario("refused", Fault::Refused, Fate::Spooled);
+}
