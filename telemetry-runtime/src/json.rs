@@ -68,7 +68,7 @@ mod sealed {
 }
 
 macro_rules! integers {
-    ($($ty:ty => $wide:ty, $op:expr;)*) => {$(
+    ($wide:ty, $op:expr; $($ty:ty),*) => {$(
         impl sealed::Sealed for $ty {}
         impl Integer for $ty {
             #[inline]
@@ -86,20 +86,8 @@ macro_rules! integers {
     )*};
 }
 
-integers! {
-    u8 => u64, op::UNSIGNED;
-    u16 => u64, op::UNSIGNED;
-    u32 => u64, op::UNSIGNED;
-    u64 => u64, op::UNSIGNED;
-    u128 => u64, op::UNSIGNED;
-    usize => u64, op::UNSIGNED;
-    i8 => i64, op::SIGNED;
-    i16 => i64, op::SIGNED;
-    i32 => i64, op::SIGNED;
-    i64 => i64, op::SIGNED;
-    i128 => i64, op::SIGNED;
-    isize => i64, op::SIGNED;
-}
+integers!(u64, op::UNSIGNED; u8, u16, u32, u64, u128, usize);
+integers!(i64, op::SIGNED; i8, i16, i32, i64, i128, isize);
 
 /// A JSON value being written, plus the first encoding failure seen, if any.
 #[derive(Debug, Default)]
