@@ -48,6 +48,7 @@ enum Misbehaviour {
 /// A TCP server on 127.0.0.1 that reads each request and then misbehaves.
 struct RawServer {
     origin: String,
+    address: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -55,17 +56,20 @@ struct RawServer {
 impl RawServer {
     fn start(how: Misbehaviour) -> RawServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let origin = format!("http://{}", listener.local_addr().expect("an address"));
-        listener.set_nonblocking(true).expect("non-blocking accept");
+        let address = listener.local_addr().expect("an address");
+        let origin = format!("http://{address}");
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             let mut workers = Vec::new();
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).expect("blocking stream");
+            for stream in listener.incoming() {
+                // Dropping the server sets `stop`, then connects to wake this loop.
+                if stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                match stream {
+                    Ok(stream) => {
                         let stopping = Arc::clone(&stopping);
                         match how {
                             Misbehaviour::NeverAnswers => {
@@ -78,10 +82,6 @@ impl RawServer {
                             })),
                         }
                     }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        // Polling keeps the server stoppable without a connection to wake it.
-                        std::thread::park_timeout(Duration::from_millis(5));
-                    }
                     Err(_) => break,
                 }
             }
@@ -92,6 +92,7 @@ impl RawServer {
         });
         RawServer {
             origin,
+            address,
             stop,
             thread: Some(thread),
         }
@@ -102,7 +103,7 @@ impl Drop for RawServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
+            let _ = TcpStream::connect(self.address);
             let _ = thread.join();
         }
     }
