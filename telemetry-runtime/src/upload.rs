@@ -38,6 +38,8 @@ pub(crate) struct Uploader {
     debug_label: Option<String>,
     /// Kept between requests while batches keep coming; see [`Uploader::release`].
     gzip: Option<Gzip>,
+    /// Why every request fails without being tried, when the host cannot exist.
+    unresolvable: Option<String>,
 }
 
 impl Uploader {
@@ -48,6 +50,14 @@ impl Uploader {
         limits: &Limits,
         debug_label: Option<String>,
     ) -> Uploader {
+        // RFC 6761: names under `.invalid` never resolve, and resolvers should not be asked.
+        // Only a proxy could make sense of one, so without a proxy the request is not made.
+        let unresolvable = (proxy.is_none() && is_reserved_invalid(&endpoint.host)).then(|| {
+            format!(
+                "`{}` cannot resolve: names under .invalid never exist",
+                endpoint.host
+            )
+        });
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -63,6 +73,7 @@ impl Uploader {
             gzip_threshold: limits.gzip_threshold,
             debug_label,
             gzip: None,
+            unresolvable,
         }
     }
 
@@ -87,6 +98,12 @@ impl Uploader {
     pub(crate) fn post(&mut self, body: &[u8], timeout: Duration) -> Outcome {
         if let Some(label) = &self.debug_label {
             print_pretty(label, &self.url, body);
+        }
+        if let Some(reason) = &self.unresolvable {
+            return Outcome::Retry {
+                after: None,
+                reason: reason.clone(),
+            };
         }
         let gzipped = (body.len() >= self.gzip_threshold)
             .then(|| self.gzip.get_or_insert_with(Gzip::new).compress(body));
@@ -126,6 +143,18 @@ impl Uploader {
             },
         }
     }
+}
+
+/// Whether `host` is `invalid` or a name under it (a trailing dot allowed), which RFC 6761
+/// reserves as never existing.
+fn is_reserved_invalid(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.eq_ignore_ascii_case("invalid")
+        || host
+            .len()
+            .checked_sub(".invalid".len())
+            .and_then(|start| host.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".invalid"))
 }
 
 /// The JSON body of a batch: `api_key_json` is the key as a JSON string literal, `lines`
@@ -293,6 +322,22 @@ fn indent(json: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_under_invalid_are_known_not_to_exist() {
+        for host in ["invalid", "telemetry.invalid", "a.b.INVALID", "x.invalid."] {
+            assert!(is_reserved_invalid(host), "{host}");
+        }
+        for host in [
+            "invalid.example",
+            "notinvalid",
+            "invalidx",
+            "127.0.0.1",
+            "ïnvalid",
+        ] {
+            assert!(!is_reserved_invalid(host), "{host}");
+        }
+    }
 
     #[test]
     fn a_reused_compressor_writes_complete_gzip_members() {
