@@ -5,14 +5,21 @@
 //! small margin, nothing panics, the accounting holds
 //! (`captured + restored == delivered + dropped + spooled`), and once a healthy receiver is back,
 //! every event that was neither delivered nor dropped arrives there exactly once.
+//!
+//! Memory is bounded: this binary counts every allocation, and each scenario checks the peak
+//! of live heap bytes (of the whole binary, test servers and all) against [`MEMORY_BOUND`].
+//! The same faults then run against whole processes, which must exit within their flush
+//! deadline plus a margin.
 
 mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
 
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +34,70 @@ const MARGIN: Duration = Duration::from_millis(1000);
 const PROMPT: Duration = Duration::from_millis(200);
 /// Events captured per scenario.
 const EVENTS: u32 = 40;
+/// The most heap this whole test binary may hold at once: two scenarios run at a time, each
+/// with a pipeline, its servers and a healthy receiver. A client that read a hostile
+/// response into memory would pass this within milliseconds on loopback.
+const MEMORY_BOUND: usize = 8 << 20;
+
+/// The system allocator, counting live bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on as is.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn assert_memory_bounded(name: &str) {
+    let peak = PEAK.load(Ordering::Relaxed);
+    assert!(
+        peak < MEMORY_BOUND,
+        "{name}: the heap peaked at {} KiB",
+        peak >> 10
+    );
+}
 
 /// How a raw server misbehaves once it has read a request.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +114,10 @@ enum Misbehaviour {
     Garbage,
     /// Answers like another protocol's server, then closes.
     NotHttp,
+    /// Answers `200` with a body of 100 GB, sent as fast as the client reads it.
+    HugeBody,
+    /// Answers a status line and then header lines without end.
+    EndlessHeaders,
 }
 
 /// A TCP server on 127.0.0.1 that reads each request and then misbehaves.
@@ -169,8 +244,24 @@ fn misbehave(mut stream: TcpStream, how: Misbehaviour, stop: &AtomicBool) {
             let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
             let _ = stream.shutdown(Shutdown::Both);
         }
+        Misbehaviour::HugeBody => {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n";
+            flood(&mut stream, head, &[b'x'; 64 << 10], stop);
+        }
+        Misbehaviour::EndlessHeaders => {
+            let line = [b"X-Padding: ".as_slice(), &[b'x'; 1000], b"\r\n"].concat();
+            flood(&mut stream, b"HTTP/1.1 200 OK\r\n", &line, stop);
+        }
         Misbehaviour::NeverAnswers => {}
     }
+}
+
+/// Writes `head`, then `chunk` again and again until the client goes away or the server stops.
+fn flood(stream: &mut TcpStream, head: &[u8], chunk: &[u8], stop: &AtomicBool) {
+    if stream.write_all(head).is_err() {
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) && stream.write_all(chunk).is_ok() {}
 }
 
 /// What the failing endpoint is.
@@ -179,6 +270,29 @@ enum Fault {
     Status(u16, Vec<(&'static str, String)>),
     Raw(Misbehaviour),
     Refused,
+    /// A host under `.invalid`, which never resolves.
+    Unresolvable,
+}
+
+impl Fault {
+    /// Starts what the fault needs and returns its origin, and what must live as long as it.
+    fn start(self) -> (String, Option<Receiver>, Option<RawServer>) {
+        match self {
+            Fault::Status(status, headers) => {
+                let receiver = Receiver::start(move |_, _| Reply {
+                    status,
+                    headers: headers.clone(),
+                });
+                (receiver.origin.clone(), Some(receiver), None)
+            }
+            Fault::Raw(how) => {
+                let server = RawServer::start(how);
+                (server.origin.clone(), None, Some(server))
+            }
+            Fault::Refused => (refused_origin(), None, None),
+            Fault::Unresolvable => ("https://telemetry.invalid".to_owned(), None, None),
+        }
+    }
 }
 
 /// What the scenario's events must have come to after the failing run.
@@ -190,34 +304,15 @@ enum Fate {
     Spooled,
     /// Accepted by the server: its `200` came before the failure.
     Delivered,
+    /// Each batch either delivered or spooled; none dropped.
+    DeliveredOrSpooled,
 }
 
 fn scenario(name: &str, fault: Fault, fate: Fate) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     // The failing run.
     let stats = {
-        let (_receiver, _server, origin);
-        match fault {
-            Fault::Status(status, headers) => {
-                let receiver = Receiver::start(move |_, _| Reply {
-                    status,
-                    headers: headers.clone(),
-                });
-                origin = receiver.origin.clone();
-                _receiver = Some(receiver);
-                _server = None;
-            }
-            Fault::Raw(how) => {
-                let server = RawServer::start(how);
-                origin = server.origin.clone();
-                _server = Some(server);
-                _receiver = None;
-            }
-            Fault::Refused => {
-                origin = refused_origin();
-                (_receiver, _server) = (None, None);
-            }
-        }
+        let (origin, _receiver, _server) = fault.start();
         let guard = builder(Some(&origin), dir.path(), &[])
             .connect_timeout(Duration::from_millis(500))
             .request_timeout(Duration::from_millis(700))
@@ -247,6 +342,7 @@ fn scenario(name: &str, fault: Fault, fate: Fate) {
         stats
     };
     assert_accounted(&stats);
+    assert_memory_bounded(name);
     assert_eq!(stats.captured, u64::from(EVENTS), "{name}: {stats:?}");
     match fate {
         Fate::Rejected => {
@@ -263,6 +359,9 @@ fn scenario(name: &str, fault: Fault, fate: Fate) {
         }
         Fate::Delivered => {
             assert_eq!(stats.delivered, u64::from(EVENTS), "{name}: {stats:?}");
+        }
+        Fate::DeliveredOrSpooled => {
+            assert_eq!(stats.dropped.total(), 0, "{name}: {stats:?}");
         }
     }
 
@@ -285,6 +384,7 @@ fn scenario(name: &str, fault: Fault, fate: Fate) {
         "{name}: an event arrived twice"
     );
     assert_eq!(uuids.len() as u64, stats.spooled, "{name}");
+    assert_memory_bounded(name);
 }
 
 #[test]
@@ -334,13 +434,15 @@ fn a_connection_reset_before_the_status_keeps_the_events() {
     );
 }
 
-/// The server said `200`: it has the batch, and sending it again would duplicate it.
+/// A batch whose `200` was read counts as delivered: sending it again would duplicate it. But
+/// the reset can reach the client before it reads the `200` (the kernel then discards what
+/// was unread), and that batch is kept: so each batch is one or the other, and none is lost.
 #[test]
-fn a_connection_reset_after_a_success_status_counts_the_batch_delivered() {
+fn a_connection_reset_in_the_body_loses_nothing() {
     scenario(
         "reset in the body",
         Fault::Raw(Misbehaviour::ResetInBody),
-        Fate::Delivered,
+        Fate::DeliveredOrSpooled,
     );
 }
 
@@ -371,4 +473,127 @@ fn garbage_and_other_protocols_are_failures() {
 #[test]
 fn a_refused_connection_keeps_the_events() {
     scenario("refused", Fault::Refused, Fate::Spooled);
+}
+
+/// No name server is asked: the library knows `.invalid` cannot resolve (RFC 6761).
+#[test]
+fn an_unresolvable_host_keeps_the_events() {
+    scenario("unresolvable", Fault::Unresolvable, Fate::Spooled);
+}
+
+/// The `200` came first, so the batch counts as delivered; the body is read no further than a
+/// small limit, whatever length the server claims.
+#[test]
+fn a_huge_response_body_is_not_read_into_memory() {
+    scenario(
+        "huge body",
+        Fault::Raw(Misbehaviour::HugeBody),
+        Fate::Delivered,
+    );
+}
+
+#[test]
+fn endless_response_headers_are_a_failure_not_an_allocation() {
+    scenario(
+        "endless headers",
+        Fault::Raw(Misbehaviour::EndlessHeaders),
+        Fate::Spooled,
+    );
+}
+
+/// A redirect could take events to a host the user never configured: it is never followed,
+/// and the batch is refused for good, since sending it again would meet the same redirect.
+#[test]
+fn redirects_are_not_followed() {
+    for status in [301, 302, 303, 307, 308] {
+        let elsewhere = Receiver::healthy();
+        scenario(
+            &format!("redirect {status}"),
+            Fault::Status(
+                status,
+                vec![("Location", format!("{}/batch/", elsewhere.origin))],
+            ),
+            Fate::Rejected,
+        );
+        assert!(
+            elsewhere.received().is_empty(),
+            "{status}: the redirect was followed"
+        );
+    }
+}
+
+/// Runs the probe program as an application would: `events` captured through the global
+/// `capture`, the default flush deadline, and the guard dropped at the end of `main`. Returns
+/// its final accounting and how long it ran.
+fn probe(
+    events: u32,
+    state: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> (serde_json::Value, Duration) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+    command
+        .arg(events.to_string())
+        .env_clear()
+        .env("HOME", state)
+        .env("PROBE_TELEMETRY_DIR", state)
+        .envs(vars.iter().copied());
+    let started = Instant::now();
+    let output = command.output().expect("run the probe");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "the probe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats = serde_json::from_slice(&output.stdout).expect("the probe prints JSON");
+    (stats, took)
+}
+
+/// Every fault, against a whole process: it exits within its flush deadline plus a margin,
+/// and accounts for every event.
+#[test]
+fn under_every_fault_the_process_exits_within_its_deadline() {
+    /// The probe's flush deadline: the library's default.
+    const DEFAULT_DEADLINE: Duration = Duration::from_millis(300);
+    /// Starting a process and writing the spool, on a loaded machine.
+    const PROCESS_MARGIN: Duration = Duration::from_millis(1500);
+    let faults = [
+        ("500", Fault::Status(500, Vec::new())),
+        ("503", Fault::Status(503, Vec::new())),
+        (
+            "429 with Retry-After",
+            Fault::Status(429, vec![("Retry-After", "3600".to_owned())]),
+        ),
+        ("413", Fault::Status(413, Vec::new())),
+        ("400", Fault::Status(400, Vec::new())),
+        ("reset", Fault::Raw(Misbehaviour::ResetInStatus)),
+        ("never answers", Fault::Raw(Misbehaviour::NeverAnswers)),
+        (
+            "one byte per second",
+            Fault::Raw(Misbehaviour::OneBytePerSecond),
+        ),
+        ("garbage", Fault::Raw(Misbehaviour::Garbage)),
+        ("huge body", Fault::Raw(Misbehaviour::HugeBody)),
+        ("endless headers", Fault::Raw(Misbehaviour::EndlessHeaders)),
+        ("refused", Fault::Refused),
+        ("unresolvable", Fault::Unresolvable),
+    ];
+    for (name, fault) in faults {
+        let state = tempfile::tempdir().expect("a temporary directory");
+        let (_, baseline) = probe(5, state.path(), &[("PROBE_TELEMETRY", "off")]);
+        let (origin, _receiver, _server) = fault.start();
+        let (stats, took) = probe(5, state.path(), &[("PROBE_TELEMETRY_ENDPOINT", &origin)]);
+        assert!(
+            took < baseline + DEFAULT_DEADLINE + PROCESS_MARGIN,
+            "{name}: took {took:?}; without telemetry {baseline:?}"
+        );
+        assert_memory_bounded(name);
+        let count = |key: &str| stats[key].as_u64().expect("a count");
+        assert_eq!(count("captured"), 5, "{name}: {stats}");
+        assert_eq!(
+            count("captured") + count("restored"),
+            count("delivered") + count("dropped") + count("spooled"),
+            "{name}: {stats}"
+        );
+    }
 }
