@@ -7,7 +7,8 @@
 //! `silent`) sets what the first run does, `PROBE_OPT_OUT_FILE` names an opt-out file, and
 //! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
 //! those of the events captured). `PROBE_PANIC=1` installs the panic hook and panics on the
-//! main thread after capturing, with a message that holds a path.
+//! main thread after capturing, with a message that holds a path. `PROBE_FLUSH_DEADLINE_MS`
+//! sets how long the exit may wait to deliver (default: the library's).
 
 use std::process::ExitCode;
 
@@ -40,6 +41,12 @@ fn main() -> ExitCode {
         .first_run(first_run)
         .lifecycle_events(std::env::var_os("PROBE_LIFECYCLE").is_some_and(|v| v == "1"))
         .opt_out_var("PROBE_DISABLE_TELEMETRY", Polarity::AnyValueDisables);
+    if let Some(millis) = std::env::var("PROBE_FLUSH_DEADLINE_MS")
+        .ok()
+        .and_then(|millis| millis.parse().ok())
+    {
+        builder = builder.flush_deadline(std::time::Duration::from_millis(millis));
+    }
     if let Ok(path) = std::env::var("PROBE_OPT_OUT_FILE") {
         builder = builder.opt_out_file(path);
     }

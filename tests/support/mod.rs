@@ -61,6 +61,45 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Reads an incoming request whole, gunzipping its body if it is compressed.
+    pub fn read(incoming: &mut tiny_http::Request) -> Request {
+        let mut raw = Vec::new();
+        incoming
+            .as_reader()
+            .read_to_end(&mut raw)
+            .expect("read the body");
+        let headers: HashMap<String, String> = incoming
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_owned(),
+                )
+            })
+            .collect();
+        let text = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut text)
+                .expect("valid gzip");
+            text
+        } else {
+            raw.clone()
+        };
+        Request {
+            method: incoming.method().as_str().to_owned(),
+            url: incoming.url().to_owned(),
+            headers,
+            raw,
+            json: serde_json::from_slice(&text).unwrap_or(Value::Null),
+            body: text,
+            at: Instant::now(),
+        }
+    }
+}
+
 /// What the receiver answers.
 pub struct Reply {
     pub status: u16,
@@ -98,39 +137,7 @@ impl Receiver {
         let thread = std::thread::spawn(move || {
             let mut index = 0;
             while let Ok(mut incoming) = serving.recv() {
-                let mut raw = Vec::new();
-                incoming
-                    .as_reader()
-                    .read_to_end(&mut raw)
-                    .expect("read the body");
-                let headers: HashMap<String, String> = incoming
-                    .headers()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.field.as_str().as_str().to_ascii_lowercase(),
-                            h.value.as_str().to_owned(),
-                        )
-                    })
-                    .collect();
-                let text = if raw.starts_with(&[0x1f, 0x8b]) {
-                    let mut text = Vec::new();
-                    flate2::read::GzDecoder::new(&raw[..])
-                        .read_to_end(&mut text)
-                        .expect("valid gzip");
-                    text
-                } else {
-                    raw.clone()
-                };
-                let request = Request {
-                    method: incoming.method().as_str().to_owned(),
-                    url: incoming.url().to_owned(),
-                    headers,
-                    raw,
-                    json: serde_json::from_slice(&text).unwrap_or(Value::Null),
-                    body: text,
-                    at: Instant::now(),
-                };
+                let request = Request::read(&mut incoming);
                 let _ = tx.send(request.clone());
                 let reply = respond(&request, index);
                 index += 1;
