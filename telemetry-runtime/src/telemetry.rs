@@ -846,7 +846,11 @@ impl Builder {
             && self.first_run != FirstRun::Silent
             && decided.source == Source::Default
             && !ci
-            && !dir.is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists())
+            // Whatever is at the marker's name counts, and is not followed: a dangling link
+            // must not make every run a first run that holds its events.
+            && !dir.is_some_and(|dir| {
+                fs::symlink_metadata(dir.join(crate::state::NOTICE_FILE)).is_ok()
+            })
     }
 
     /// The endpoint (`PREFIX_TELEMETRY_ENDPOINT`, else the compiled-in one) and its proxy;
