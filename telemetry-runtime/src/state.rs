@@ -17,7 +17,7 @@
 //! user's own arrangement and is followed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -503,16 +503,29 @@ impl LocalLog {
             fs::rename(&self.path, &self.old)?;
         }
         let mut file = private_options()
+            .read(true)
             .append(true)
             .create(true)
             .open(&self.path)?;
         let meta = file.metadata()?;
+        // A log cut short (by a crash, or an edit) would run its last line into the first
+        // new one: the new lines start on a line of their own.
+        let mut last = [b'\n'];
+        if meta.len() > 0 {
+            file.seek(io::SeekFrom::End(-1))?;
+            file.read_exact(&mut last)?;
+        }
+        let chunk = if last[0] == b'\n' {
+            std::borrow::Cow::Borrowed(chunk)
+        } else {
+            std::borrow::Cow::Owned([&b"\n"[..], chunk].concat())
+        };
         #[cfg(unix)]
         if open_to_others(&meta, 0o077) {
             // Private like every state file, whatever mode it was given since.
             let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         }
-        if let Err(error) = file.write_all(chunk) {
+        if let Err(error) = file.write_all(&chunk) {
             // A disk that filled up part way leaves no half line for the next append to run
             // on from: the lines are counted as not stored, so none of them stays.
             let _ = file.set_len(meta.len());
@@ -735,6 +748,17 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(log.problem().is_none());
+    }
+
+    #[test]
+    fn an_append_after_a_cut_short_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        fs::write(dir.path().join(LOG_FILE), "{\"event\":\"cu").unwrap();
+        log.append(["{}", "{}"].into_iter()).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        let text = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text, "{\"event\":\"cu\n{}\n{}\n{}\n");
     }
 
     #[test]
