@@ -502,11 +502,22 @@ impl LocalLog {
         if current > 0 && current + chunk.len() as u64 > self.max_bytes {
             fs::rename(&self.path, &self.old)?;
         }
-        let mut file = private_options()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&self.path)?;
+        let open = || {
+            private_options()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&self.path)
+        };
+        let mut file = match open() {
+            // A log whose mode no longer lets its owner in is set aside as the older log, so
+            // that it does not stop every later append.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                fs::rename(&self.path, &self.old)?;
+                open()?
+            }
+            result => result?,
+        };
         let meta = file.metadata()?;
         // A log cut short (by a crash, or an edit) would run its last line into the first
         // new one: the new lines start on a line of their own.
@@ -759,6 +770,23 @@ mod tests {
         log.append(["{}"].into_iter()).unwrap();
         let text = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
         assert_eq!(text, "{\"event\":\"cu\n{}\n{}\n{}\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_unwritable_log_is_set_aside() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        let path = dir.path().join(LOG_FILE);
+        fs::write(&path, "{\"old\":1}\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read(&path).is_ok() {
+            return; // Running as root: permissions do not stop writing.
+        }
+        log.append(["{}"].into_iter()).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        assert!(dir.path().join(OLD_LOG_FILE).exists());
     }
 
     #[test]
