@@ -532,9 +532,12 @@ impl LocalLog {
             std::borrow::Cow::Owned([&b"\n"[..], chunk].concat())
         };
         #[cfg(unix)]
-        if open_to_others(&meta, 0o077) {
+        {
+            use std::os::unix::fs::PermissionsExt as _;
             // Private like every state file, whatever mode it was given since.
-            let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
+            }
         }
         if let Err(error) = file.write_all(&chunk) {
             // A disk that filled up part way leaves no half line for the next append to run
