@@ -7,7 +7,9 @@
 //! `silent`) sets what the first run does, `PROBE_OPT_OUT_FILE` names an opt-out file, and
 //! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
 //! those of the events captured). `PROBE_PANIC=1` installs the panic hook and panics on the
-//! main thread after capturing, with a message that holds a path.
+//! main thread after capturing, with a message that holds a path. `PROBE_STATUS=1` prints the
+//! status of the stopped telemetry to stderr after the accounting, between `--- status ---`
+//! and `--- end ---`.
 
 use std::process::ExitCode;
 
@@ -77,5 +79,13 @@ fn main() -> ExitCode {
         telemetry.mode(),
         telemetry.installation_id().unwrap_or_default(),
     );
+    if std::env::var_os("PROBE_STATUS").is_some_and(|v| v == "1") {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "--- status ---\n{}\n--- end ---",
+            telemetry.status()
+        );
+    }
     ExitCode::SUCCESS
 }
