@@ -911,3 +911,30 @@ fn telemetry_status_says_why_a_corrupt_saved_choice_turns_telemetry_off() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_notice_marker_that_is_a_dangling_link_does_not_hold_every_run() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    let receiver = Receiver::healthy();
+    run(root.path(), Some(&receiver), &[]);
+    let nowhere = root.path().join("nowhere");
+    let marker = state.join("notice-shown");
+    let _ = fs::remove_file(&marker);
+    std::os::unix::fs::symlink(&nowhere, &marker).unwrap();
+    for _ in 0..2 {
+        let guard = builder(Some(&receiver.origin), root.path(), &[])
+            .first_run(telemetry_runtime::FirstRun::Hold)
+            .start();
+        assert!(!guard.status().holding);
+        for n in 0..EVENTS {
+            guard.capture(&job(n));
+        }
+        let stats = guard.shutdown(DEADLINE);
+        assert_accounted(&stats);
+        assert_eq!(stats.delivered, u64::from(EVENTS), "{stats:?}");
+    }
+    // The link was neither followed nor replaced.
+    assert!(!nowhere.exists());
+    assert!(fs::symlink_metadata(&marker).unwrap().is_symlink());
+}
