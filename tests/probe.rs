@@ -8,7 +8,9 @@
 //! `PROBE_LIFECYCLE=1` turns lifecycle events on (off by default, so that the counts printed are
 //! those of the events captured). `PROBE_PANIC=1` installs the panic hook and panics on the
 //! main thread after capturing, with a message that holds a path. `PROBE_FLUSH_DEADLINE_MS`
-//! sets how long the exit may wait to deliver (default: the library's).
+//! sets how long the exit may wait to deliver (default: the library's). `PROBE_STATUS=1`
+//! prints the status of the stopped telemetry to stderr after the accounting, between
+//! `--- status ---` and `--- end ---`.
 
 use std::process::ExitCode;
 
@@ -84,5 +86,13 @@ fn main() -> ExitCode {
         telemetry.mode(),
         telemetry.installation_id().unwrap_or_default(),
     );
+    if std::env::var_os("PROBE_STATUS").is_some_and(|v| v == "1") {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "--- status ---\n{}\n--- end ---",
+            telemetry.status()
+        );
+    }
     ExitCode::SUCCESS
 }

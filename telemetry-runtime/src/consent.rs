@@ -16,6 +16,15 @@
 //! Among 1 to 7, **any opt-out wins over any opt-in**, and `local` wins over `on`; the first
 //! setting in the order above names the source. CI and the default only decide when none of
 //! 1 to 7 says anything. A value that cannot be read counts as `off`: privacy fails closed.
+//!
+//! The saved choice is the file `consent` in the state directory. When it holds anything but
+//! `off`, `local` or `on` (corrupt, cut short, empty, larger than a few kilobytes), cannot be
+//! read (no permission), is not a regular file (a symlink, which is not followed, a FIFO, which
+//! is not opened, a directory), or may be changed by other users (its mode lets group or others
+//! write), it counts as `off`, and `status` says why: a user who saved a choice most likely
+//! saved an opt-out, and an opt-in that someone else could have written is no opt-in. It is
+//! not replaced, since that would guess at what the user chose: `telemetry enable`, `disable`
+//! or `local` saves a new one over it.
 
 use std::fmt;
 use std::io;
@@ -278,7 +287,7 @@ pub(crate) const CHOICE_FILE: &str = "consent";
 /// The saved choice in `dir`: `Ok(None)` when there is none.
 pub(crate) fn read_choice(dir: &Path) -> io::Result<Option<Mode>> {
     let path = dir.join(CHOICE_FILE);
-    let text = match crate::state::read_small(&path) {
+    let text = match crate::state::read_small_checked(&path, 0o022) {
         Ok(text) => text,
         Err(error)
             if matches!(
@@ -644,5 +653,26 @@ mod tests {
         let decided = decide(&env(&[]), "JOBS", &rules(), Some(dir.path()), None);
         assert_eq!(decided.mode, Mode::Off);
         assert!(decided.problem.unwrap().contains("not a regular file"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_saved_choice_others_may_change_is_off() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHOICE_FILE);
+        std::fs::write(&path, "on\n").unwrap();
+        let decide_saved = || decide(&env(&[]), "JOBS", &rules(), Some(dir.path()), None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            decide_saved().mode,
+            Mode::On,
+            "others reading it is harmless"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let decided = decide_saved();
+        assert_eq!(decided.mode, Mode::Off);
+        let shown = decided.to_string();
+        assert!(shown.contains("other users may change it"), "{shown}");
     }
 }

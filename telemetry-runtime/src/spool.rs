@@ -10,13 +10,19 @@
 //! Two processes starting at once therefore never both send one file. A file whose claimer
 //! died, or dropped its lines without settling them, stays on disk and becomes claimable again
 //! when the lock is released.
+//!
+//! The spool directory is never followed out of the state directory: a symlink, file or FIFO
+//! where it should be is replaced by a directory before anything is written, and nothing is
+//! read from it until then. Inside it only regular files are read; a symlink or FIFO with a
+//! spool file's name is removed. No file is read whole into memory: claiming reads at most the
+//! spool's size limit of a file, and counting streams at most [`COUNT_LIMIT`] bytes of each.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read as _};
+use std::io::{self, BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::value::RawValue;
@@ -31,6 +37,9 @@ const MAX_LINE_BYTES: usize = 1_000_000;
 const CLAIMED: &str = ".claimed";
 /// Temporary files older than this were left by a process that died while writing them.
 const ABANDONED_TEMP: Duration = Duration::from_secs(3600);
+/// Counting the events of a file reads no more of it than this: a larger file was not written
+/// by this library, whatever its limits.
+pub(crate) const COUNT_LIMIT: u64 = 64 << 20;
 
 /// The spool directory and its limits.
 #[derive(Debug, Clone)]
@@ -38,6 +47,8 @@ pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     max_age: Duration,
+    /// Why the last write failed, if it did; shared by clones.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 /// The name of the pipeline's own report of dropped events, which is not counted as one of
@@ -116,7 +127,41 @@ impl Spool {
             dir,
             max_bytes,
             max_age,
+            problem: Arc::default(),
         }
+    }
+
+    /// Why the last write failed, in words for `status`; `None` once one succeeds again.
+    pub(crate) fn problem(&self) -> Option<String> {
+        crate::pipeline::lock(&self.problem).clone()
+    }
+
+    /// The spool directory's entries; none when it is missing or not a directory of its own
+    /// (a symlink is not followed).
+    fn entries(&self) -> Option<fs::ReadDir> {
+        let meta = fs::symlink_metadata(&self.dir).ok()?;
+        if meta.is_dir() {
+            fs::read_dir(&self.dir).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Creates the spool directory, first removing whatever else is in its place.
+    fn prepare_dir(&self) -> io::Result<()> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                log::warn!(
+                    "telemetry: {} is not a directory; replacing it",
+                    self.dir.display()
+                );
+                fs::remove_file(&self.dir)?;
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        create_private_dir(&self.dir)
     }
 
     /// The spool of the state directory `state_dir`, to count or clear (its limits do not
@@ -127,7 +172,7 @@ impl Spool {
 
     /// Whether any spool file, claimed or not, is present.
     pub(crate) fn has_files(&self) -> bool {
-        fs::read_dir(&self.dir).is_ok_and(|entries| {
+        self.entries().is_some_and(|entries| {
             entries
                 .flatten()
                 .any(|entry| is_spool_file(&entry.file_name().to_string_lossy()))
@@ -138,10 +183,15 @@ impl Spool {
     /// reports are not counted), including files another process has claimed when
     /// `include_claimed`.
     pub(crate) fn count_events(&self, include_claimed: bool) -> u64 {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
+        let Some(entries) = self.entries() else {
             return 0;
         };
         let report_prefix = format!("{{\"event\":\"{DROP_REPORT}\"");
+        let limit = self
+            .max_bytes
+            .max(MAX_LINE_BYTES as u64)
+            .saturating_add(1)
+            .min(COUNT_LIMIT);
         let mut events = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -149,18 +199,9 @@ impl Spool {
             if !wanted || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
                 continue;
             }
-            // The spool is bounded, so reading it whole is bounded too; a file larger than
-            // that is not ours to count.
-            let Ok(file) = File::open(entry.path()) else {
-                continue;
-            };
-            let limit = self.max_bytes.max(MAX_LINE_BYTES as u64).saturating_add(1);
-            let mut contents = Vec::new();
-            if file.take(limit).read_to_end(&mut contents).is_ok() {
-                events += contents
-                    .split(|&byte| byte == b'\n')
-                    .filter(|line| !line.is_empty() && !line.starts_with(report_prefix.as_bytes()))
-                    .count() as u64;
+            // Streamed, and only as far as the spool's limit: a larger file is not ours.
+            if let Ok(file) = File::open(entry.path()) {
+                events += count_lines(file.take(limit), report_prefix.as_bytes());
             }
         }
         events
@@ -183,7 +224,7 @@ impl Spool {
 
     /// Bytes held by spool files now.
     fn used_bytes(&self) -> u64 {
-        fs::read_dir(&self.dir).map_or(0, |entries| {
+        self.entries().map_or(0, |entries| {
             entries
                 .flatten()
                 .filter(|entry| is_spool_file(&entry.file_name().to_string_lossy()))
@@ -209,7 +250,25 @@ impl Spool {
         lines: impl IntoIterator<Item = &'a str>,
         reclaimable: u64,
     ) -> io::Result<usize> {
-        create_private_dir(&self.dir)?;
+        let result = self.write_lines(lines, reclaimable).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot write to {}: {error}", self.dir.display()),
+            )
+        });
+        *crate::pipeline::lock(&self.problem) = result
+            .as_ref()
+            .err()
+            .map(|error| format!("events that cannot be sent now are not kept: {error}"));
+        result
+    }
+
+    fn write_lines<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a str>,
+        reclaimable: u64,
+    ) -> io::Result<usize> {
+        self.prepare_dir()?;
         let room = self.room(reclaimable);
         let mut contents = Vec::new();
         let mut written = 0;
@@ -230,14 +289,24 @@ impl Spool {
     /// Claims spool files, oldest first, until at least `want` lines are held or none are left.
     pub(crate) fn claim(&self, want: usize) -> Claimed {
         let mut claimed = Claimed::default();
-        let Ok(entries) = fs::read_dir(&self.dir) else {
+        let Some(entries) = self.entries() else {
             return claimed;
         };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect();
+        let mut names: Vec<String> = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            match entry.file_type() {
+                Ok(kind) if kind.is_file() => names.push(name),
+                // Not a file this library wrote (a symlink, a FIFO): removed unread, so it
+                // costs nothing at the next start.
+                Ok(kind) if !kind.is_dir() && is_spool_file(&name) => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                _ => {}
+            }
+        }
         names.sort();
         for name in names {
             if claimed.lines.len() >= want {
@@ -324,6 +393,45 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// The lines of `reader` that are not empty and do not start with `skipped`, read in chunks so
+/// that a file without newlines takes no more memory than one with them.
+fn count_lines(reader: impl io::Read, skipped: &[u8]) -> u64 {
+    let mut reader = io::BufReader::new(reader);
+    let mut lines = 0;
+    // Bytes of the current line so far, and whether they all matched `skipped`.
+    let mut length = 0;
+    let mut matching = true;
+    let mut end_line = |length: usize, matching: bool| {
+        if length > 0 && !(matching && length >= skipped.len()) {
+            lines += 1;
+        }
+    };
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        for &byte in chunk {
+            if byte == b'\n' {
+                end_line(length, matching);
+                (length, matching) = (0, true);
+            } else {
+                if skipped
+                    .get(length)
+                    .is_some_and(|&expected| expected != byte)
+                {
+                    matching = false;
+                }
+                length += 1;
+            }
+        }
+        let read = chunk.len();
+        reader.consume(read);
+    }
+    end_line(length, matching);
+    lines
 }
 
 /// Whether a file in the spool directory holds events, pending or claimed.
@@ -457,5 +565,91 @@ mod tests {
         spool.write([report.as_str()], 0).unwrap();
         let claimed = spool.claim(10);
         assert!(!claimed.lines[0].counted);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_spool_directory_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let now = event(SystemTime::now());
+        // Events someone left outside, where the link leads.
+        fs::write(elsewhere.path().join("0-x.jsonl"), format!("{now}\n")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("spool")).unwrap();
+        let spool = spool(dir.path());
+        assert!(!spool.has_files());
+        assert_eq!(spool.count_events(true), 0);
+        assert!(spool.claim(10).lines.is_empty());
+        assert_eq!(spool.write([now.as_str()], 0).unwrap(), 1);
+        assert!(
+            fs::symlink_metadata(dir.path().join("spool"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 1);
+        assert_eq!(spool.claim(10).lines.len(), 1);
+        // A file in its place is replaced too.
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("spool"), "x").unwrap();
+        let spool = Spool::new(other.path().join("spool"), 1 << 20, Duration::from_secs(60));
+        assert_eq!(spool.write([now.as_str()], 0).unwrap(), 1);
+        assert!(spool.problem().is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn entries_that_are_not_files_are_removed_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("events");
+        let now = event(SystemTime::now());
+        fs::write(&outside, format!("{now}\n")).unwrap();
+        let spool = spool(dir.path());
+        spool.write([now.as_str()], 0).unwrap();
+        let link = dir.path().join("spool/0000000000000-link.jsonl");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert_eq!(spool.count_events(true), 1);
+        assert_eq!(spool.claim(10).lines.len(), 1);
+        assert!(fs::symlink_metadata(&link).is_err());
+        assert_eq!(fs::read_to_string(&outside).unwrap(), format!("{now}\n"));
+    }
+
+    #[test]
+    fn counting_a_huge_file_streams_a_bounded_part_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::in_state_dir(dir.path());
+        fs::create_dir(dir.path().join("spool")).unwrap();
+        let now = event(SystemTime::now());
+        let path = dir.path().join("spool/0-big.jsonl");
+        fs::write(&path, format!("{now}\n{now}\n")).unwrap();
+        // Sparse: no disk is used, and none of its 100 GB may be read into memory.
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100 << 30)
+            .unwrap();
+        // Its two events, and one line of zeros, cut at the limit.
+        assert_eq!(spool.count_events(true), 3);
+    }
+
+    #[test]
+    fn lines_are_counted_without_the_drop_reports() {
+        let report = b"{\"event\":\"telemetry_dropped\"";
+        for (text, lines) in [
+            (&b""[..], 0),
+            (b"a", 1),
+            (b"a\n\nb\n", 2),
+            (b"{\"event\":\"telemetry_dropped\",\"x\":1}\na\n", 1),
+            (b"{\"event\":\"telemetry_dropped\"", 0),
+            (b"{\"event\":\"telemetry_drop\na", 2),
+        ] {
+            assert_eq!(
+                count_lines(text, report),
+                lines,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 }

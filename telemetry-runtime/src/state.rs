@@ -4,9 +4,20 @@
 //! machine other users can read neither the key behind `#[hash]` nor pending events. Files
 //! that other processes may read concurrently are written under a temporary name and then
 //! renamed or linked into place, so a reader never sees half a file.
+//!
+//! Nothing in the directory is trusted to be what it should be. A state file is read only when
+//! it is a regular file, and never past a few kilobytes; a symlink, FIFO or device where one
+//! should be is replaced, never followed, opened or written through, so nothing outside the
+//! directory is read or changed. A corrupt, truncated, empty, oversized or unreadable
+//! installation id or key is replaced. A hashing key that other users may read (its mode allows
+//! group or others anything) is replaced too: whoever read it could reverse `#[hash]` values by
+//! trying likely inputs. On a file system that ignores modes, where a new key would be just as
+//! open, the key is kept. The directory itself, and the path leading to it, are used as the OS
+//! resolves them: a state directory that is a symlink (to a dotfiles checkout, say) is the
+//! user's own arrangement and is followed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,14 +40,81 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    if !fs::metadata(dir)?.is_dir() {
-        return Err(io::Error::new(
+    let not_a_directory = || {
+        io::Error::new(
             io::ErrorKind::AlreadyExists,
-            "the state directory path is not a directory",
-        ));
+            "it exists and is not a directory",
+        )
+    };
+    if let Err(error) = builder.create(dir) {
+        return Err(match fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => not_a_directory(),
+            _ => error,
+        });
+    }
+    if !fs::metadata(dir)?.is_dir() {
+        return Err(not_a_directory());
     }
     Ok(())
+}
+
+/// Whether new files can be created in `dir`: a state directory that cannot take them can keep
+/// neither the spool, the local log nor a reset of the identity.
+pub(crate) fn check_writable(dir: &Path) -> io::Result<()> {
+    let temp = dir.join(unique_name(".tmp-", ""));
+    private_options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("new files cannot be created in it ({error})"),
+            )
+        })?;
+    let _ = fs::remove_file(&temp);
+    Ok(())
+}
+
+/// Makes way for a file at `path`: anything there that is not a regular file (a symlink, a
+/// FIFO, a socket, a device node) is removed, so that opening the path neither follows a link
+/// out of the state directory nor blocks. A directory in the way is an error.
+fn clear_non_file(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is a directory", path.display()),
+        )),
+        Ok(_) => fs::remove_file(path),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether a file with these permissions lets users other than its owner in.
+#[cfg(unix)]
+fn open_to_others(meta: &fs::Metadata, bits: u32) -> bool {
+    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & bits != 0
+}
+
+#[cfg(not(unix))]
+fn open_to_others(_: &fs::Metadata, _: u32) -> bool {
+    false
+}
+
+/// Whether a file created in `dir` with mode 0600 keeps it: false on file systems that ignore
+/// modes (some network and Windows mounts).
+fn keeps_private_modes(dir: &Path) -> bool {
+    let temp = dir.join(unique_name(".tmp-", ""));
+    let kept = private_options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|file| file.metadata())
+        .is_ok_and(|meta| !open_to_others(&meta, 0o077));
+    let _ = fs::remove_file(&temp);
+    kept
 }
 
 /// Options that open a new file readable and writable by its owner only.
@@ -121,15 +199,20 @@ pub(crate) fn write_new_private(dir: &Path, name: &str, contents: &[u8]) -> io::
 /// Creates `dir/name` with `contents` unless it exists; either way returns what it holds, and
 /// whether this call created it. Two processes racing agree on one value: the file is linked
 /// into place, which fails if another process got there first.
-fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<(Vec<u8>, bool)> {
+fn create_or_read(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    secret: bool,
+) -> io::Result<(Vec<u8>, bool)> {
     let target = dir.join(name);
-    if let Ok(existing) = read_small(&target) {
+    if let Ok(existing) = read_state_file(&target, secret) {
         return Ok((existing, false));
     }
     match put_private(dir, name, contents, |from, to| fs::hard_link(from, to)) {
         Ok(_) => Ok((contents.to_vec(), true)),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            read_small(&target).map(|existing| (existing, false))
+            read_state_file(&target, secret).map(|existing| (existing, false))
         }
         Err(error) => Err(error),
     }
@@ -138,6 +221,18 @@ fn create_or_read(dir: &Path, name: &str, contents: &[u8]) -> io::Result<(Vec<u8
 /// Reads a state file that is expected to be small; a larger one is an error, not a memory
 /// spike.
 pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    read_small_checked(path, 0)
+}
+
+/// Reads a state file as [`read_small`] does, refusing a `secret` one that other users may
+/// read.
+fn read_state_file(path: &Path, secret: bool) -> io::Result<Vec<u8>> {
+    read_small_checked(path, if secret { 0o077 } else { 0 })
+}
+
+/// Reads a small state file, refusing it when its mode has any of `refused_bits` (checked on
+/// the file that was opened, so the answer and the contents belong together).
+pub(crate) fn read_small_checked(path: &Path, refused_bits: u32) -> io::Result<Vec<u8>> {
     const LIMIT: u64 = 4096;
     // Opening a FIFO for reading would block until someone writes to it, and a symlink could
     // lead out of the state directory: only regular files are read. A file swapped in between
@@ -148,10 +243,19 @@ pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
             "not a regular file",
         ));
     }
+    let file = File::open(path)?;
+    if refused_bits != 0 && open_to_others(&file.metadata()?, refused_bits) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            if refused_bits & 0o044 != 0 {
+                "other users may read it"
+            } else {
+                "other users may change it"
+            },
+        ));
+    }
     let mut contents = Vec::new();
-    File::open(path)?
-        .take(LIMIT + 1)
-        .read_to_end(&mut contents)?;
+    file.take(LIMIT + 1).read_to_end(&mut contents)?;
     if contents.len() as u64 > LIMIT {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
     }
@@ -184,6 +288,7 @@ impl Identity {
         let (id, created) = load_or_replace(
             dir,
             ID_FILE,
+            false,
             || new_installation_id().into_bytes(),
             |bytes| {
                 let text = std::str::from_utf8(bytes).ok()?;
@@ -194,6 +299,7 @@ impl Identity {
         let (key, _) = load_or_replace(
             dir,
             KEY_FILE,
+            true,
             || {
                 let mut hex = Vec::with_capacity(2 * HashKey::LEN);
                 crate::json::push_hex(&mut hex, &random_key());
@@ -217,14 +323,16 @@ impl Identity {
 }
 
 /// Reads `dir/name` with `parse`, creating it from `fresh` if it is missing, and replacing it
-/// if it does not parse or cannot be read; also whether this call wrote it.
+/// if it does not parse or cannot be read, or when it is `secret` and others may read it; also
+/// whether this call wrote it.
 fn load_or_replace<T>(
     dir: &Path,
     name: &str,
+    secret: bool,
     fresh: impl Fn() -> Vec<u8>,
     parse: impl Fn(&[u8]) -> Option<T>,
 ) -> io::Result<(T, bool)> {
-    match create_or_read(dir, name, &fresh()) {
+    match create_or_read(dir, name, &fresh(), secret) {
         Ok((bytes, created)) => {
             if let Some(value) = parse(&bytes) {
                 return Ok((value, created));
@@ -247,8 +355,18 @@ fn load_or_replace<T>(
     // first one replaces the file (a rename, so readers never find it missing), the others read
     // what it wrote. All agree on one value.
     let _lock = lock_dir(dir)?;
-    if let Ok(bytes) = read_small(&dir.join(name))
+    let path = dir.join(name);
+    if let Ok(bytes) = read_state_file(&path, secret)
         && let Some(value) = parse(&bytes)
+    {
+        return Ok((value, false));
+    }
+    // Where modes are ignored a new file would be as open as this one, and replacing it at
+    // every start would change every hash: it is kept.
+    if secret
+        && let Ok(bytes) = read_small(&path)
+        && let Some(value) = parse(&bytes)
+        && !keeps_private_modes(dir)
     {
         return Ok((value, false));
     }
@@ -262,6 +380,7 @@ fn load_or_replace<T>(
 /// Takes the state directory's lock, waiting at most a second for another process to release
 /// it. Released when the file is dropped.
 fn lock_dir(dir: &Path) -> io::Result<File> {
+    clear_non_file(&dir.join(LOCK_FILE))?;
     let file = private_options()
         .read(true)
         .write(true)
@@ -330,6 +449,8 @@ pub(crate) struct LocalLog {
     path: PathBuf,
     old: PathBuf,
     max_bytes: u64,
+    /// Why the last append failed, if it did.
+    problem: std::sync::Mutex<Option<String>>,
 }
 
 impl LocalLog {
@@ -338,7 +459,13 @@ impl LocalLog {
             path: dir.join(LOG_FILE),
             old: dir.join(OLD_LOG_FILE),
             max_bytes,
+            problem: std::sync::Mutex::default(),
         }
+    }
+
+    /// Why the last append failed, in words for `status`; `None` once one succeeds again.
+    pub(crate) fn problem(&self) -> Option<String> {
+        crate::pipeline::lock(&self.problem).clone()
     }
 
     /// The current log file.
@@ -346,23 +473,79 @@ impl LocalLog {
         &self.path
     }
 
-    /// Appends `lines`, each followed by a newline. The two files together stay within twice
-    /// the limit.
+    /// Appends `lines`, each followed by a newline, all or none of them. The two files
+    /// together stay within twice the limit.
     pub(crate) fn append<'a>(&self, lines: impl Iterator<Item = &'a str>) -> io::Result<()> {
         let mut chunk = Vec::new();
         for line in lines {
             chunk.extend_from_slice(line.as_bytes());
             chunk.push(b'\n');
         }
+        let result = self.append_chunk(&chunk).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot write {}: {error}", self.path.display()),
+            )
+        });
+        *crate::pipeline::lock(&self.problem) = result
+            .as_ref()
+            .err()
+            .map(|error| format!("events are not recorded: {error}"));
+        result
+    }
+
+    fn append_chunk(&self, chunk: &[u8]) -> io::Result<()> {
+        // A link, FIFO or device where the log belongs is replaced: writing through it could
+        // change a file outside the state directory, or block.
+        clear_non_file(&self.path)?;
         let current = fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
         if current > 0 && current + chunk.len() as u64 > self.max_bytes {
             fs::rename(&self.path, &self.old)?;
         }
-        let mut file = private_options()
-            .append(true)
-            .create(true)
-            .open(&self.path)?;
-        file.write_all(&chunk)
+        let open = || {
+            private_options()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&self.path)
+        };
+        let mut file = match open() {
+            // A log whose mode no longer lets its owner in is set aside as the older log, so
+            // that it does not stop every later append.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                fs::rename(&self.path, &self.old)?;
+                open()?
+            }
+            result => result?,
+        };
+        let meta = file.metadata()?;
+        // A log cut short (by a crash, or an edit) would run its last line into the first
+        // new one: the new lines start on a line of their own.
+        let mut last = [b'\n'];
+        if meta.len() > 0 {
+            file.seek(io::SeekFrom::End(-1))?;
+            file.read_exact(&mut last)?;
+        }
+        let chunk = if last[0] == b'\n' {
+            std::borrow::Cow::Borrowed(chunk)
+        } else {
+            std::borrow::Cow::Owned([&b"\n"[..], chunk].concat())
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // Private like every state file, whatever mode it was given since.
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
+            }
+        }
+        if let Err(error) = file.write_all(&chunk) {
+            // A disk that filled up part way leaves no half line for the next append to run
+            // on from: the lines are counted as not stored, so none of them stays.
+            let _ = file.set_len(meta.len());
+            return Err(error);
+        }
+        Ok(())
     }
 }
 
@@ -504,6 +687,135 @@ mod tests {
             Identity::read_installation_id(dir.path()),
             Some(second.installation_id)
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_may_read_is_replaced_and_an_open_id_is_kept() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        for name in [KEY_FILE, ID_FILE] {
+            fs::set_permissions(dir.path().join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let second = Identity::load_or_create(dir.path()).unwrap();
+        assert_ne!(first.key.hash(b"x"), second.key.hash(b"x"));
+        assert!(!second.created, "a new key is not a new installation");
+        // The id is sent with every event anyway: nothing to hide, so it is kept.
+        assert_eq!(first.installation_id, second.installation_id);
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let third = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(second.key.hash(b"x"), third.key.hash(b"x"));
+        assert!(keeps_private_modes(dir.path()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_file_is_not_followed_out_of_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("precious");
+        fs::write(&outside, "keep me").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(LOCK_FILE)).unwrap();
+        drop(lock_dir(dir.path()).unwrap());
+        assert!(
+            fs::symlink_metadata(dir.path().join(LOCK_FILE))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep me");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_local_log_replaces_links_and_fifos_instead_of_writing_through_them() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("precious");
+        fs::write(&outside, "keep me").unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        let path = dir.path().join(LOG_FILE);
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep me");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), &path).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 1);
+        fs::remove_file(&path).unwrap();
+        // Opening a FIFO for writing would wait for a reader forever.
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        if made.is_ok_and(|status| status.success()) {
+            log.append(["{}"].into_iter()).unwrap();
+            assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        }
+        // A log someone opened up is private again.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(log.problem().is_none());
+    }
+
+    #[test]
+    fn an_append_after_a_cut_short_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        fs::write(dir.path().join(LOG_FILE), "{\"event\":\"cu").unwrap();
+        log.append(["{}", "{}"].into_iter()).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        let text = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text, "{\"event\":\"cu\n{}\n{}\n{}\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_unwritable_log_is_set_aside() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        let path = dir.path().join(LOG_FILE);
+        fs::write(&path, "{\"old\":1}\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read(&path).is_ok() {
+            return; // Running as root: permissions do not stop writing.
+        }
+        log.append(["{}"].into_iter()).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{}\n");
+        assert!(dir.path().join(OLD_LOG_FILE).exists());
+    }
+
+    #[test]
+    fn a_failed_append_is_reported_and_then_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::new(dir.path(), 1 << 20);
+        let path = dir.path().join(LOG_FILE);
+        fs::create_dir(&path).unwrap();
+        assert!(log.append(["{}"].into_iter()).is_err());
+        let problem = log.problem().unwrap();
+        assert!(problem.contains(&path.display().to_string()), "{problem}");
+        assert!(problem.contains("is a directory"), "{problem}");
+        fs::remove_dir(&path).unwrap();
+        log.append(["{}"].into_iter()).unwrap();
+        assert!(log.problem().is_none());
+    }
+
+    #[test]
+    fn a_file_where_the_directory_belongs_is_named_as_such() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("state");
+        fs::write(&path, "").unwrap();
+        let error = create_private_dir(&path).unwrap_err();
+        assert_eq!(error.to_string(), "it exists and is not a directory");
+        assert!(check_writable(root.path()).is_ok());
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1, "no leftover");
     }
 
     #[test]

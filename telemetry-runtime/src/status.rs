@@ -22,6 +22,10 @@ pub struct Status {
     pub identity: IdentityState,
     /// The state directory (identity, key, spool, local log, saved choice).
     pub state_dir: Option<PathBuf>,
+    /// Why events could not be kept in the state directory (the spool, or the local log) the
+    /// last time they were written, with the path and the OS's error; `None` when that worked
+    /// or was not tried.
+    pub state_problem: Option<String>,
     /// Where events are uploaded; `None` when nothing is uploaded.
     pub endpoint: Option<String>,
     /// Events waiting to be sent: in memory and in the spool.
@@ -70,6 +74,7 @@ impl Status {
             },
             installation_id,
             state_dir,
+            state_problem: None,
             endpoint: None,
             pending,
             ci,
@@ -92,6 +97,9 @@ impl fmt::Display for Status {
         match &self.state_dir {
             Some(dir) => writeln!(f, "state directory:  {}", dir.display())?,
             None => writeln!(f, "state directory:  none")?,
+        }
+        if let Some(problem) = &self.state_problem {
+            writeln!(f, "state problem:    {problem}")?;
         }
         match (&self.endpoint, self.mode) {
             (Some(url), _) => writeln!(f, "endpoint:         {url}")?,

@@ -21,7 +21,7 @@ use crate::json::{JsonBuf, ObjectWriter};
 use crate::pipeline::{Settings, Shared, after};
 use crate::schema::EventSchema;
 use crate::spool::Spool;
-use crate::state::{Identity, create_private_dir};
+use crate::state::{Identity, check_writable, create_private_dir};
 use crate::status::{IdentityState, Status};
 use crate::{HashKey, TelemetryEvent};
 
@@ -280,6 +280,12 @@ impl Telemetry {
                     },
                 },
                 state_dir: settings.state_dir.clone(),
+                state_problem: shared.spool.as_ref().and_then(Spool::problem).or_else(|| {
+                    shared
+                        .local_log
+                        .as_ref()
+                        .and_then(crate::state::LocalLog::problem)
+                }),
                 endpoint: self.endpoint().map(str::to_owned),
                 pending: self.stats().pending() + on_disk,
                 ci: settings.ci,
@@ -793,6 +799,7 @@ impl Builder {
             },
             installation_id,
             state_dir,
+            state_problem: None,
             endpoint,
             pending,
             ci: decided.ci,
@@ -839,7 +846,11 @@ impl Builder {
             && self.first_run != FirstRun::Silent
             && decided.source == Source::Default
             && !ci
-            && !dir.is_some_and(|dir| dir.join(crate::state::NOTICE_FILE).exists())
+            // Whatever is at the marker's name counts, and is not followed: a dangling link
+            // must not make every run a first run that holds its events.
+            && !dir.is_some_and(|dir| {
+                fs::symlink_metadata(dir.join(crate::state::NOTICE_FILE)).is_ok()
+            })
     }
 
     /// The endpoint (`PREFIX_TELEMETRY_ENDPOINT`, else the compiled-in one) and its proxy;
@@ -907,7 +918,12 @@ impl Builder {
         let candidate_dir = decided.state_dir.clone();
         let (identity, state_dir, state_problem) = match decided.state_dir {
             Some(dir) => {
-                match create_private_dir(&dir).and_then(|()| Identity::load_or_create(&dir)) {
+                // A directory that takes no new files cannot keep the spool or the log, nor
+                // forget the identity at `telemetry reset`: it is not used at all.
+                let usable = create_private_dir(&dir)
+                    .and_then(|()| Identity::load_or_create(&dir))
+                    .and_then(|identity| check_writable(&dir).map(|()| identity));
+                match usable {
                     Ok(identity) => (identity, Some(dir), None),
                     Err(error) => {
                         let problem = format!("cannot use {}: {error}", dir.display());
