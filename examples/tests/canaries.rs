@@ -11,8 +11,9 @@
 
 mod support;
 
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -44,12 +45,17 @@ struct Canaries {
 impl Canaries {
     /// Adds a canary for `field` and returns its text.
     fn add(&mut self, field: &'static str, text: &str) -> String {
-        assert!(
-            self.canaries
-                .iter()
-                .all(|canary| !canary.text.eq_ignore_ascii_case(text)),
-            "canaries must be distinct: {text}"
-        );
+        if let Some(known) = self
+            .canaries
+            .iter()
+            .find(|canary| canary.text.eq_ignore_ascii_case(text))
+        {
+            assert!(
+                known.field == field && known.text == text,
+                "canaries must be distinct: {text}"
+            );
+            return known.text.clone();
+        }
         self.canaries.push(Canary {
             field,
             text: text.to_owned(),
@@ -340,13 +346,20 @@ impl World {
         }
     }
 
-    /// Runs `command` in debug mode: every payload it prints must be free of canaries, and
-    /// the same payloads must have reached the receiver.
+    /// Runs `command` in debug mode, and checks what it printed (see [`World::check_debug`]).
     #[track_caller]
     fn run_debug(&self, mut command: Command, echoed: &[&str]) -> Output {
         command.env(format!("{}_TELEMETRY_DEBUG", self.prefix), "1");
         let before = self.sandbox.receiver.events().len();
         let output = self.run(&mut command, echoed);
+        self.check_debug(&output, before);
+        output
+    }
+
+    /// Checks the payloads a run in debug mode printed: none may hold a canary, and they
+    /// must be the events the receiver got after its first `before`.
+    #[track_caller]
+    fn check_debug(&self, output: &Output, before: usize) {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let printed = printed_payloads(&stderr, self.app);
         assert!(
@@ -366,7 +379,6 @@ impl World {
             })
             .sum();
         assert_eq!(printed_events, received, "debug mode prints what is sent");
-        output
     }
 
     /// The names of the events received so far.
@@ -983,6 +995,244 @@ fn bench_local_log_holds_no_canary() {
     );
     let events = world.local_events();
     for name in ["batch_started", "task_failed", "command"] {
+        assert!(
+            events.iter().any(|event| event == name),
+            "{name}: {events:?}"
+        );
+    }
+    world.assert_state_clean();
+}
+
+fn api_world() -> World {
+    World::new(env!("CARGO_BIN_EXE_api"), "api", "API")
+}
+
+/// A running `api serve --port 0`.
+struct Server {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    origin: String,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// Starts `command` and waits for the line saying where it listens.
+    fn start(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("run api serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let origin = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the server did not start: {line:?}"))
+            .to_owned();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        Server {
+            child,
+            stdout,
+            origin,
+            agent,
+        }
+    }
+
+    /// Sends a request and returns the status of the answer.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.origin));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.to_owned()).unwrap();
+        let mut response = self.agent.run(request).expect("the server answers");
+        let _ = response.body_mut().read_to_string();
+        response.status().as_u16()
+    }
+
+    /// Stops the server with SIGTERM and returns what it printed.
+    fn stop(mut self) -> Output {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let mut stdout = Vec::new();
+        self.stdout.read_to_end(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stderr = Vec::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_end(&mut stderr)
+            .unwrap();
+        assert!(
+            status.success(),
+            "{status}: {}",
+            String::from_utf8_lossy(&stderr)
+        );
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// The requests of every route, the error paths included, with canaries in the user's name,
+/// key, dataset names, records, headers and paths.
+fn api_requests(world: &mut World, server: &Server) {
+    let c = &mut world.canaries;
+    let key = "CANARYapikeyK2";
+    let agent = format!(
+        "{}/3.1 ({})",
+        c.add("user-agent product", "CANARYclientK3"),
+        c.add("user-agent comment", "CANARYuaK4")
+    );
+    let language = format!(
+        "x-{}, en-GB;q=0.8",
+        c.add("accept-language", "CANARYlangK5")
+    );
+    let client = [
+        ("User-Agent", agent.as_str()),
+        ("Accept-Language", language.as_str()),
+    ];
+    let with_key = [client[0], client[1], ("X-Api-Key", key)];
+    let query = c.add("query string", "CANARYqueryK6");
+    assert_eq!(server.request("GET", "/api/me", &with_key, ""), 200);
+    assert_eq!(
+        server.request("GET", &format!("/api/me?q={query}"), &client, ""),
+        200
+    );
+    let wrong = c.add("wrong API key", "CANARYwrongkeyK7");
+    let wrong_key = [client[0], client[1], ("X-Api-Key", wrong.as_str())];
+    assert_eq!(server.request("GET", "/api/me", &wrong_key, ""), 401);
+
+    let dataset = c.add("dataset name", "canarydsk8");
+    let records = json!({"records": [
+        {"text": c.add("record text", "CANARYrecordK9"),
+         "annotation": c.add("annotation", "CANARYlabelK10"),
+         "metadata": {c.add("metadata key", "CANARYmetakeyK11"): c.add("metadata value", "CANARYmetavalK12")}},
+        {"text": "plain", "id": c.add("record id", "CANARYidK13")},
+    ]})
+    .to_string();
+    let bulk = |dataset: &str, task: &str| format!("/api/datasets/{dataset}/{task}:bulk");
+    assert_eq!(
+        server.request(
+            "POST",
+            &bulk(&dataset, "text_classification"),
+            &with_key,
+            &records
+        ),
+        200
+    );
+    // Another task for the same dataset, an unknown task, an invalid name, a bad body.
+    assert_eq!(
+        server.request("POST", &bulk(&dataset, "text2text"), &with_key, &records),
+        409
+    );
+    let task = c.add("task", "CANARYtaskK14");
+    assert_eq!(
+        server.request("POST", &bulk(&dataset, &task), &with_key, &records),
+        422
+    );
+    let bad_name = c.add("invalid dataset name", "CANARYbadnameK15");
+    assert_eq!(
+        server.request("POST", &bulk(&bad_name, "text2text"), &with_key, &records),
+        422
+    );
+    let body = json!({"records": c.add("malformed body", "CANARYbodyK16")}).to_string();
+    assert_eq!(
+        server.request(
+            "POST",
+            &bulk(&dataset, "text_classification"),
+            &with_key,
+            &body
+        ),
+        400
+    );
+    let route = c.add("unknown route", "CANARYrouteK17");
+    assert_eq!(
+        server.request("GET", &format!("/api/{route}"), &client, ""),
+        404
+    );
+    let missing = c.add("unknown dataset", "canarymissingk18");
+    assert_eq!(
+        server.request("GET", &format!("/api/datasets/{missing}"), &client, ""),
+        404
+    );
+    assert_eq!(server.request("DELETE", "/api/me", &client, ""), 405);
+}
+
+/// `api serve --port 0` in `world`, as a user and key of canaries.
+fn api_serve(world: &World, env: &[(&str, &str)]) -> Server {
+    let mut command = world.command(&["serve", "--port", "0"]);
+    command
+        .env("API_USERNAME", "CANARYusernameK1")
+        .env("API_KEY", "CANARYapikeyK2");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Server::start(command)
+}
+
+fn api_canaries(world: &mut World) {
+    world.canaries.add("user name", "CANARYusernameK1");
+    world.canaries.add("API key", "CANARYapikeyK2");
+}
+
+#[test]
+fn api_leaks_no_canary() {
+    let mut world = api_world();
+    api_canaries(&mut world);
+    let server = api_serve(&world, &[]);
+    api_requests(&mut world, &server);
+    let output = server.stop();
+    world.check_printed(&Command::new("api serve"), &output, &[]);
+    world.assert_received(&[
+        "app_started",
+        "user_info_requested",
+        "log_records_requested",
+        "server_error_found",
+        "command",
+        "app_stopped",
+    ]);
+
+    // Debug mode prints each payload: none holds a canary.
+    let before = world.sandbox.receiver.events().len();
+    let server = api_serve(&world, &[("API_TELEMETRY_DEBUG", "1")]);
+    api_requests(&mut world, &server);
+    let output = server.stop();
+    world.check_printed(&Command::new("api serve"), &output, &[]);
+    world.check_debug(&output, before);
+    world.assert_no_leak();
+}
+
+#[test]
+fn api_local_log_holds_no_canary() {
+    let mut world = api_world();
+    api_canaries(&mut world);
+    let server = api_serve(&world, &[("API_TELEMETRY", "local")]);
+    api_requests(&mut world, &server);
+    let output = server.stop();
+    world.check_printed(&Command::new("api serve"), &output, &[]);
+    assert!(
+        world.sandbox.receiver.requests().is_empty(),
+        "local sends nothing"
+    );
+    let events = world.local_events();
+    for name in [
+        "user_info_requested",
+        "log_records_requested",
+        "server_error_found",
+        "command",
+    ] {
         assert!(
             events.iter().any(|event| event == name),
             "{name}: {events:?}"
