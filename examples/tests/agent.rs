@@ -371,7 +371,7 @@ fn assert_sent(sandbox: &Sandbox) {
 fn a_run_with_nothing_opting_out_sends_and_keeps_its_state() {
     assert_sent(&run_opted_in(|_, _| {}));
     // Netdata's rule: DISABLE_TELEMETRY opts out only when non-empty and not 0.
-    for value in ["", "0", " 0 "] {
+    for value in ["", "0"] {
         assert_sent(&run_opted_in(|_, command| {
             command.env("DISABLE_TELEMETRY", value);
         }));
@@ -403,7 +403,8 @@ fn the_opt_out_marker_in_a_chosen_configuration_directory_sends_and_writes_nothi
 
 #[test]
 fn disable_telemetry_sends_and_writes_nothing() {
-    for value in ["1", "yes", "true"] {
+    // Any value but empty or `0` opts out, whitespace included: `" 0"` is not `0`.
+    for value in ["1", "yes", "true", " 0", "0 ", " 0 ", " ", "\t1\n"] {
         let sandbox = run_opted_in(|_, command| {
             command.env("DISABLE_TELEMETRY", value);
         });

@@ -616,7 +616,10 @@ fn without_an_opt_out_the_same_run_sends() {
 
 #[test]
 fn the_disable_analytics_variable_sends_nothing() {
-    check_run(|_| Vec::new(), &[("JOBS_DISABLEANALYTICS", "true")], false);
+    // Padded or in another case, it is the same opt-out.
+    for value in ["true", " true ", "TRUE\n"] {
+        check_run(|_| Vec::new(), &[("JOBS_DISABLEANALYTICS", value)], false);
+    }
 }
 
 #[test]
