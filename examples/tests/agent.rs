@@ -436,6 +436,44 @@ fn install_disable_telemetry_opts_out_for_good_and_sends_nothing_itself() {
 }
 
 #[test]
+fn telemetry_enable_is_refused_while_the_marker_opts_out_and_writes_nothing() {
+    let sandbox = sandbox();
+    std::fs::create_dir_all(config_dir(&sandbox)).unwrap();
+    std::fs::write(config_dir(&sandbox).join(MARKER), b"").unwrap();
+    for command in ["enable", "local"] {
+        let output = sandbox.command(&["telemetry", command]).output().unwrap();
+        assert!(!output.status.success(), "{command} is refused");
+        let said = stderr(&output);
+        assert!(
+            said.contains("telemetry stays off (opt-out file ") && said.contains(MARKER),
+            "{said}"
+        );
+        assert!(said.contains("nothing was changed"), "{said}");
+        assert_eq!(
+            files_under(&config_dir(&sandbox)),
+            [config_dir(&sandbox).join(MARKER)],
+            "only the marker"
+        );
+        assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
+    }
+    // Opting out again is always possible, and a run afterwards still sends nothing.
+    run_ok(&mut sandbox.command(&["telemetry", "disable"]));
+    run_ok(&mut sandbox.opted_in(&["run", "--exit-after", "0"]));
+    assert!(sandbox.receiver.requests().is_empty());
+
+    // Without the marker, `enable` saves the choice.
+    std::fs::remove_file(config_dir(&sandbox).join(MARKER)).unwrap();
+    let output = run_ok(&mut sandbox.command(&["telemetry", "enable"]));
+    assert!(
+        stdout(&output).contains("Telemetry is enabled"),
+        "{}",
+        stdout(&output)
+    );
+    run_ok(&mut sandbox.command(&["run", "--exit-after", "0"]));
+    assert!(!sandbox.receiver.requests().is_empty());
+}
+
+#[test]
 fn telemetry_status_names_the_opt_out() {
     let sandbox = sandbox();
     let output = run_ok(
