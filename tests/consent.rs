@@ -29,6 +29,22 @@ fn run(builder: &Builder, words: &[&str]) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// Every file under `dir` and its size, recursively, in order.
+fn files_in(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_in(&path));
+        } else {
+            let size = entry.metadata().unwrap().len();
+            found.push((path, size));
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Starts, captures `n` events, shuts down, and returns the accounting and the mode.
 fn session(builder: Builder, n: u32) -> (telemetry_runtime::Stats, Mode) {
     let telemetry = builder.start();
@@ -287,18 +303,32 @@ fn disable_deletes_what_is_pending_sends_nothing_and_is_remembered() {
     assert!(receiver.received().is_empty());
     assert!(failing.received().is_empty());
 
-    // `local` is remembered too; `enable` turns it back on, unless another opt-out says no.
+    // `local` is remembered too; `enable` turns it back on, unless another opt-out says no:
+    // then it is refused, and nothing is written.
     run(&app(), &["local"]);
     assert_eq!(session(app(), 1).1, Mode::Local);
-    let said = run(
-        &builder(Some(&receiver.origin), dir.path(), &[("DO_NOT_TRACK", "1")]),
-        &["enable"],
-    );
-    assert!(said.contains("Telemetry is enabled"), "{said}");
-    assert!(
-        said.contains("Another setting decides for now: telemetry is off (DO_NOT_TRACK=1)"),
-        "{said}"
-    );
+    let files_before = files_in(&state);
+    for words in [["enable"], ["local"]] {
+        let mut out = Vec::new();
+        let refused = TelemetryCommand::parse(words)
+            .unwrap()
+            .run_to(
+                &builder(Some(&receiver.origin), dir.path(), &[("DO_NOT_TRACK", "1")]),
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(out.is_empty());
+        let said = refused.to_string();
+        assert!(
+            said.starts_with("telemetry stays off (DO_NOT_TRACK=1), which wins over"),
+            "{said}"
+        );
+        assert_eq!(files_in(&state), files_before, "{words:?}");
+        assert_eq!(
+            fs::read_to_string(state.join("consent")).unwrap().trim(),
+            "local"
+        );
+    }
     // Without an endpoint `on` runs as local: that is no other setting's doing.
     let said = run(&builder(None, dir.path(), &[]), &["enable"]);
     assert!(!said.contains("Another setting"), "{said}");

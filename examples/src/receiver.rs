@@ -13,6 +13,12 @@ use serde_json::Value;
 pub struct Received {
     /// The path, such as `/batch/`.
     pub path: String,
+    /// The URL as requested: the path and any query.
+    pub url: String,
+    /// Every header, as `(name, value)`.
+    pub headers: Vec<(String, String)>,
+    /// The body's bytes as they arrived, gzipped when they were.
+    pub raw: Vec<u8>,
     /// The body, decompressed when it was gzipped.
     pub body: String,
     /// The events it carried: the `batch` array, or the one event of a single capture.
@@ -96,19 +102,27 @@ fn lock(received: &Mutex<Vec<Received>>) -> MutexGuard<'_, Vec<Received>> {
 /// so a sender that has its answer finds its events here.
 fn serve(server: &tiny_http::Server, received: &Mutex<Vec<Received>>) {
     while let Ok(mut request) = server.recv() {
-        let path = request
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let url = request.url().to_owned();
+        let path = url.split('?').next().unwrap_or_default().to_owned();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|header| (header.field.to_string(), header.value.to_string()))
+            .collect();
         let accepted = request.method() == &tiny_http::Method::Post
             && ["/batch/", "/capture/", "/e/", "/i/v0/e/"].contains(&path.as_str());
         let (status, answer) = if accepted {
             match read_body(&mut request) {
-                Some(body) => match events_of(&body) {
+                Some((raw, body)) => match events_of(&body) {
                     Some(events) => {
-                        lock(received).push(Received { path, body, events });
+                        lock(received).push(Received {
+                            path,
+                            url,
+                            headers,
+                            raw,
+                            body,
+                            events,
+                        });
                         (200, r#"{"status":"Ok"}"#)
                     }
                     None => (
@@ -131,19 +145,20 @@ fn serve(server: &tiny_http::Server, received: &Mutex<Vec<Received>>) {
     }
 }
 
-/// The body as text, gunzipped when it is gzip.
-fn read_body(request: &mut tiny_http::Request) -> Option<String> {
+/// The body's bytes as they arrived, and as text, gunzipped when it is gzip.
+fn read_body(request: &mut tiny_http::Request) -> Option<(Vec<u8>, String)> {
     let mut raw = Vec::new();
     request.as_reader().read_to_end(&mut raw).ok()?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_string(&mut text)
             .ok()?;
-        Some(text)
+        text
     } else {
-        String::from_utf8(raw).ok()
-    }
+        String::from_utf8(raw.clone()).ok()?
+    };
+    Some((raw, text))
 }
 
 /// The events of a `/batch/` body (`{"api_key", "batch": [...]}`) or of a single event's.

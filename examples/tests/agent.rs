@@ -371,7 +371,7 @@ fn assert_sent(sandbox: &Sandbox) {
 fn a_run_with_nothing_opting_out_sends_and_keeps_its_state() {
     assert_sent(&run_opted_in(|_, _| {}));
     // Netdata's rule: DISABLE_TELEMETRY opts out only when non-empty and not 0.
-    for value in ["", "0", " 0 "] {
+    for value in ["", "0"] {
         assert_sent(&run_opted_in(|_, command| {
             command.env("DISABLE_TELEMETRY", value);
         }));
@@ -403,7 +403,8 @@ fn the_opt_out_marker_in_a_chosen_configuration_directory_sends_and_writes_nothi
 
 #[test]
 fn disable_telemetry_sends_and_writes_nothing() {
-    for value in ["1", "yes", "true"] {
+    // Any value but empty or `0` opts out, whitespace included: `" 0"` is not `0`.
+    for value in ["1", "yes", "true", " 0", "0 ", " 0 ", " ", "\t1\n"] {
         let sandbox = run_opted_in(|_, command| {
             command.env("DISABLE_TELEMETRY", value);
         });
@@ -432,6 +433,44 @@ fn install_disable_telemetry_opts_out_for_good_and_sends_nothing_itself() {
     run_ok(&mut sandbox.opted_in(&["install"]));
     assert!(config_dir(&sandbox).join(MARKER).is_file());
     assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
+}
+
+#[test]
+fn telemetry_enable_is_refused_while_the_marker_opts_out_and_writes_nothing() {
+    let sandbox = sandbox();
+    std::fs::create_dir_all(config_dir(&sandbox)).unwrap();
+    std::fs::write(config_dir(&sandbox).join(MARKER), b"").unwrap();
+    for command in ["enable", "local"] {
+        let output = sandbox.command(&["telemetry", command]).output().unwrap();
+        assert!(!output.status.success(), "{command} is refused");
+        let said = stderr(&output);
+        assert!(
+            said.contains("telemetry stays off (opt-out file ") && said.contains(MARKER),
+            "{said}"
+        );
+        assert!(said.contains("nothing was changed"), "{said}");
+        assert_eq!(
+            files_under(&config_dir(&sandbox)),
+            [config_dir(&sandbox).join(MARKER)],
+            "only the marker"
+        );
+        assert_nothing_sent_or_written(&sandbox, "agent", "opted out");
+    }
+    // Opting out again is always possible, and a run afterwards still sends nothing.
+    run_ok(&mut sandbox.command(&["telemetry", "disable"]));
+    run_ok(&mut sandbox.opted_in(&["run", "--exit-after", "0"]));
+    assert!(sandbox.receiver.requests().is_empty());
+
+    // Without the marker, `enable` saves the choice.
+    std::fs::remove_file(config_dir(&sandbox).join(MARKER)).unwrap();
+    let output = run_ok(&mut sandbox.command(&["telemetry", "enable"]));
+    assert!(
+        stdout(&output).contains("Telemetry is enabled"),
+        "{}",
+        stdout(&output)
+    );
+    run_ok(&mut sandbox.command(&["run", "--exit-after", "0"]));
+    assert!(!sandbox.receiver.requests().is_empty());
 }
 
 #[test]

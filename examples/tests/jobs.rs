@@ -616,7 +616,10 @@ fn without_an_opt_out_the_same_run_sends() {
 
 #[test]
 fn the_disable_analytics_variable_sends_nothing() {
-    check_run(|_| Vec::new(), &[("JOBS_DISABLEANALYTICS", "true")], false);
+    // Padded or in another case, it is the same opt-out.
+    for value in ["true", " true ", "TRUE\n"] {
+        check_run(|_| Vec::new(), &[("JOBS_DISABLEANALYTICS", value)], false);
+    }
 }
 
 #[test]
@@ -645,6 +648,62 @@ fn config_set_disable_analytics_sends_nothing_from_then_on() {
         &[],
         false,
     );
+}
+
+/// Flags and variables that opt out.
+type OptOut = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+#[test]
+fn an_opted_out_node_writes_no_configuration_or_state() {
+    let opt_outs: [OptOut; 5] = [
+        (&[], &[("JOBS_DISABLEANALYTICS", "true")]),
+        (&["--config", "DisableAnalytics=true"], &[]),
+        (&[], &[("DO_NOT_TRACK", "1")]),
+        (&[], &[("JOBS_TELEMETRY", "off")]),
+        (&[], &[("CI", "true")]),
+    ];
+    for (flags, env) in opt_outs {
+        let sandbox = Sandbox::new(BIN, "JOBS");
+        let spec = write_spec(
+            &sandbox,
+            "payroll.yaml",
+            &rich_spec(PRIVATE_IMAGE, "echo ok"),
+        );
+        for args in [vec!["run", spec.to_str().unwrap()], vec!["config", "list"]] {
+            let args: Vec<&str> = flags.iter().copied().chain(args).collect();
+            let mut command = sandbox.command(&args);
+            command.envs(env.iter().copied());
+            run_ok(&mut command);
+        }
+        let written = files_under(&sandbox.config_home());
+        assert!(written.is_empty(), "{flags:?} {env:?} wrote {written:?}");
+        assert!(sandbox.receiver.requests().is_empty());
+    }
+
+    // The control: a node with telemetry on keeps its name and network id.
+    let sandbox = Sandbox::new(BIN, "JOBS");
+    run_ok(&mut sandbox.opted_in(&["config", "list"]));
+    let file = sandbox.config_home().join("jobs").join("config.yaml");
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("networkid:"), "{text}");
+
+    // `config set` is asked to write, opted out or not.
+    let sandbox = Sandbox::new(BIN, "JOBS");
+    run_ok(
+        sandbox
+            .command(&["config", "set", "NodeType", "compute"])
+            .env("JOBS_DISABLEANALYTICS", "true"),
+    );
+    let file = sandbox.config_home().join("jobs").join("config.yaml");
+    assert!(
+        std::fs::read_to_string(file)
+            .unwrap()
+            .contains("nodetype: compute")
+    );
+    assert!(files_under(&sandbox.state_dir("jobs")).is_empty());
 }
 
 #[test]

@@ -39,7 +39,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::consent::{CHOICE_FILE, Mode};
+use crate::consent::{CHOICE_FILE, Decision, Mode, Source};
 use crate::spool::{SPOOL_DIR, Spool};
 use crate::state::{
     ID_FILE, KEY_FILE, LOG_FILE, OLD_LOG_FILE, create_private_dir, record_notice, write_new_private,
@@ -52,11 +52,12 @@ use crate::telemetry::Builder;
 pub enum TelemetryCommand {
     /// Show whether telemetry is on and why, the installation id, and what is pending.
     Status,
-    /// Turn telemetry on (any opt-out elsewhere still wins).
+    /// Turn telemetry on; refused, writing nothing, while another opt-out is set.
     Enable,
     /// Turn telemetry off, and delete unsent events and the local log.
     Disable,
-    /// Record events on this machine only; never upload them.
+    /// Record events on this machine only; never upload them. Refused, writing nothing,
+    /// while another opt-out is set.
     Local,
     /// List every event this program can send, with every property.
     Schema {
@@ -79,6 +80,14 @@ pub enum CommandError {
         /// The prefix of the application's variables.
         prefix: String,
     },
+    /// `enable` or `local` was refused, and nothing written: a setting that wins over any
+    /// saved choice keeps telemetry off.
+    Overridden {
+        /// The command refused: `enable` or `local`.
+        command: &'static str,
+        /// The setting that keeps telemetry off, and its value.
+        decision: Decision,
+    },
     /// Reading or writing the state directory failed.
     Io {
         /// What was being done.
@@ -100,6 +109,11 @@ impl fmt::Display for CommandError {
                 f,
                 "no state directory to keep the choice in (HOME is not set); set \
                  {prefix}_TELEMETRY_DIR, or use {prefix}_TELEMETRY=off or DO_NOT_TRACK=1"
+            ),
+            CommandError::Overridden { command, decision } => write!(
+                f,
+                "telemetry stays {decision}, which wins over `telemetry {command}`; nothing \
+                 was changed. Remove that setting first"
             ),
             CommandError::Io {
                 action,
@@ -124,7 +138,7 @@ impl TelemetryCommand {
     pub const USAGE: &'static str = "\
 usage: telemetry <command>
   status          show whether telemetry is on and why, the installation id, and what is pending
-  enable          turn telemetry on (any opt-out elsewhere still wins)
+  enable          turn telemetry on (refused while another opt-out is set)
   disable         turn telemetry off, and delete unsent events and the local log
   local           record events on this machine only; never upload them
   schema [--json] list every event this program can send
@@ -242,8 +256,20 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Comm
 }
 
 /// Saves `mode` as the user's choice; leaving `on` deletes what is waiting for upload, and
-/// `off` also the local log. Nothing is sent to announce it.
+/// `off` also the local log. Nothing is sent to announce it. `on` and `local` are refused,
+/// writing nothing, when an opt-out that wins over any saved choice is set (a variable, an
+/// opt-out file, the application's setting); `off` never is.
 fn change(builder: &Builder, mode: Mode) -> Result<String, CommandError> {
+    if mode != Mode::Off {
+        let decision = builder.decide_without_choice();
+        if decision.mode == Mode::Off && !matches!(decision.source, Source::Ci(_) | Source::Default)
+        {
+            return Err(CommandError::Overridden {
+                command: if mode == Mode::On { "enable" } else { "local" },
+                decision,
+            });
+        }
+    }
     let dir = state_dir(builder)?;
     create_private_dir(&dir).map_err(io_error("create", &dir))?;
     write_new_private(&dir, CHOICE_FILE, format!("{mode}\n").as_bytes())

@@ -113,7 +113,8 @@ pub enum Polarity {
     /// `API_ENABLE_TELEMETRY=0`).
     Enables,
     /// Any value but empty or `0` turns telemetry off; empty or `0` says nothing
-    /// (`DISABLE_TELEMETRY=1`).
+    /// (`DISABLE_TELEMETRY=1`). Only exactly empty and exactly `0` say nothing: a value padded
+    /// with whitespace, such as `" 0"` or `" "`, is a value, so it turns telemetry off.
     AnyValueDisables,
 }
 
@@ -121,6 +122,14 @@ impl Polarity {
     /// The signal `text` gives as `source`, if any: its mode, or off with the reason when it
     /// cannot be read.
     fn decide(self, text: &str, source: Source) -> Option<Decision> {
+        if self == Polarity::AnyValueDisables && text.trim() != text {
+            // Shown trimmed, the value would read as one that says nothing.
+            return Some(
+                Decision::new(Mode::Off, source)
+                    .with_value(text)
+                    .with_problem(format!("{text:?} is neither empty nor 0, so off")),
+            );
+        }
         match self.read(text) {
             Ok(None) => None,
             Ok(Some(mode)) => Some(Decision::new(mode, source).with_value(text)),
@@ -484,6 +493,20 @@ mod tests {
     }
 
     #[test]
+    fn a_padded_any_value_opt_out_says_why_it_is_off() {
+        let registered = Rules {
+            variables: vec![("DISABLE_TELEMETRY".into(), Polarity::AnyValueDisables)],
+            ..rules()
+        };
+        let decided = decide_env(&[("DISABLE_TELEMETRY", " 0")], &registered);
+        assert_eq!(decided.mode, Mode::Off);
+        assert_eq!(
+            decided.to_string(),
+            r#"off (DISABLE_TELEMETRY=0; " 0" is neither empty nor 0, so off)"#
+        );
+    }
+
+    #[test]
     fn registered_variables_read_with_their_polarity() {
         let registered = Rules {
             variables: vec![
@@ -511,7 +534,15 @@ mod tests {
             ("DISABLE_TELEMETRY", "yes", Mode::Off),
             ("DISABLE_TELEMETRY", "false", Mode::Off),
             ("DISABLE_TELEMETRY", "0", Mode::Local),
-            ("DISABLE_TELEMETRY", " ", Mode::Local),
+            ("DISABLE_TELEMETRY", "", Mode::Local),
+            ("DISABLE_TELEMETRY", " ", Mode::Off),
+            ("DISABLE_TELEMETRY", " 0", Mode::Off),
+            ("DISABLE_TELEMETRY", "0 ", Mode::Off),
+            ("DISABLE_TELEMETRY", "\t1\n", Mode::Off),
+            ("JOBS_DISABLEANALYTICS", " true ", Mode::Off),
+            ("JOBS_DISABLEANALYTICS", " ", Mode::Local),
+            ("BENCH_TELEMETRY_ENABLED", " false\n", Mode::Off),
+            ("BENCH_TELEMETRY_ENABLED", " 0 ", Mode::Off),
         ];
         for &(name, value, mode) in cases {
             let decided = decide_env(&[(name, value)], &registered);

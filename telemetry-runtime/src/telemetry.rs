@@ -821,6 +821,18 @@ impl Builder {
             .or_else(|| default_state_dir(&self.app, &self.prefix(), &self.env))
     }
 
+    /// What decides the mode when the saved choice is left out: an opt-out here overrides
+    /// any choice `telemetry enable` or `local` could save.
+    pub(crate) fn decide_without_choice(&self) -> Decision {
+        consent::decide(
+            &self.env,
+            &self.prefix(),
+            &self.rules,
+            None,
+            crate::ci::detect(&self.env),
+        )
+    }
+
     fn decide(&self) -> Decided {
         let state_dir = self.state_dir_path();
         let ci = crate::ci::detect(&self.env);

@@ -46,7 +46,8 @@
 //!
 //! - the marker file `.opt-out-from-anonymous-statistics` in the configuration directory
 //!   (`Builder::opt_out_file`);
-//! - `DISABLE_TELEMETRY` set to anything but empty or `0` (`Polarity::AnyValueDisables`);
+//! - `DISABLE_TELEMETRY` set to anything but empty or `0` (`Polarity::AnyValueDisables`),
+//!   whitespace included: `" 0"` is not `0`, so it turns telemetry off;
 //! - `agent install --disable-telemetry`, which writes that marker; that run itself sends
 //!   nothing either (`Mode::Off`). `agent install` without the flag removes no marker, and says
 //!   how to opt out.

@@ -74,6 +74,8 @@
 //! - `jobs --config DisableAnalytics=true <command>`, for one run.
 //!
 //! And the library's: `DO_NOT_TRACK=1`, `JOBS_TELEMETRY=off`, `jobs telemetry disable`, CI.
+//! While telemetry is off, `run` and `config list` write no file: the node's generated name
+//! and network id are kept only for telemetry, or when the user runs `config set`.
 //! A configuration file that cannot be read turns telemetry off: `jobs run` still runs (with
 //! the default node settings, saving nothing), the `config` commands fail with the reason.
 //!
@@ -202,12 +204,15 @@ pub(crate) fn main() -> ExitCode {
     };
 
     // The node's name and network id are generated once and kept, by the commands that run
-    // the node (not by `telemetry`, which only reports).
+    // the node (not by `telemetry`, which only reports). They serve telemetry only, so `run`
+    // and `config list` keep them only while telemetry is not off: an opted-out node writes
+    // no file it was not asked to. `config set` saves them with the key it sets.
     let persist = !matches!(cli.command, Command::Telemetry(_));
     let store = matches!(
         cli.command,
         Command::Run { .. } | Command::Config(ConfigCommand::List)
     );
+    let mut unsaved = false;
     if let Ok(file) = &mut settings.file
         && persist
     {
@@ -232,12 +237,7 @@ pub(crate) fn main() -> ExitCode {
             );
             changed = true;
         }
-        if changed
-            && store
-            && let Err(error) = file.save()
-        {
-            eprintln!("jobs: {error}; the node's name is not kept");
-        }
+        unsaved = changed && store;
     }
 
     // `config set DisableAnalytics true` is already an opt-out for the run that sets it.
@@ -249,6 +249,13 @@ pub(crate) fn main() -> ExitCode {
         decided.set(key.name(), value);
     }
     let builder = telemetry(&settings, &decided, cli.node_type);
+    if unsaved
+        && builder.status().mode != Mode::Off
+        && let Ok(file) = &settings.file
+        && let Err(error) = file.save()
+    {
+        eprintln!("jobs: {error}; the node's name is not kept");
+    }
 
     let command = match cli.command {
         Command::Telemetry(command) => return command.run_and_report(&builder),
