@@ -285,7 +285,11 @@ impl JsonBuf {
     /// stops just past what the scrubber looks at, so an error that prints megabytes costs no
     /// more than one that prints a line.
     pub(crate) fn scrubbed<T: ?Sized + Display>(&mut self, value: &T, max_len: usize) {
-        let limit = crate::scrub::input_limit(max_len).saturating_add(1);
+        // The scrubber knows a message was cut, and drops its last word (maybe the start of a
+        // token), only when the text is longer than what it looks at. Formatting stops at a
+        // character boundary, up to 3 bytes short of its room, so the room must exceed that
+        // limit by 4 for a cut text always to stay longer.
+        let limit = crate::scrub::input_limit(max_len).saturating_add(4);
         if self.recording() {
             self.bytes.push(op::SCRUB);
             self.bytes
