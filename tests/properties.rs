@@ -1042,3 +1042,447 @@ proptest! {
         prop_assert_eq!(recorded(&event, key), parsed);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Floats
+// ---------------------------------------------------------------------------------------------
+
+#[derive(TelemetryEvent)]
+struct Double {
+    value: f64,
+}
+
+#[derive(TelemetryEvent)]
+struct Single {
+    value: f32,
+}
+
+#[derive(TelemetryEvent)]
+struct PlainDouble {
+    #[plain]
+    value: f64,
+}
+
+/// The text of the one property of `event`, as written.
+fn value_text<E: TelemetryEvent>(event: &E) -> Result<String, TestCaseError> {
+    let properties = telemetry_runtime::anonymize(event, &HashKey::from_bytes([5; 32]))
+        .map_err(|error| TestCaseError::fail(error.to_string()))?;
+    let json = properties.as_json();
+    serde_json::from_str::<Value>(json)
+        .map_err(|error| TestCaseError::fail(format!("invalid JSON {json}: {error}")))?;
+    json.strip_prefix(r#"{"value":"#)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .map(str::to_owned)
+        .ok_or_else(|| TestCaseError::fail(format!("unexpected shape: {json}")))
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Property 2: a float is sent as a JSON number that reads back as exactly the same value
+    /// (the sign of zero and subnormals included), and NaN and the infinities as `null`, as
+    /// `TelemetryValue` documents; a `#[plain]` float too.
+    #[test]
+    fn floats_are_numbers_or_null(double in float(), single in float32()) {
+        for text in [value_text(&Double { value: double })?, value_text(&PlainDouble { value: double })?] {
+            if double.is_finite() {
+                let back: f64 = text.parse().map_err(|_| TestCaseError::fail(text.clone()))?;
+                prop_assert_eq!(back.to_bits(), double.to_bits(), "{} sent as {}", double, text);
+            } else {
+                prop_assert_eq!(&text, "null");
+            }
+        }
+        let text = value_text(&Single { value: single })?;
+        if single.is_finite() {
+            let back: f32 = text.parse().map_err(|_| TestCaseError::fail(text.clone()))?;
+            prop_assert_eq!(back.to_bits(), single.to_bits(), "{} sent as {}", single, text);
+        } else {
+            prop_assert_eq!(&text, "null");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing and counting
+// ---------------------------------------------------------------------------------------------
+
+#[derive(TelemetryEvent)]
+struct Hashed<'a> {
+    #[hash]
+    value: &'a str,
+    #[hash]
+    again: String,
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Property 5: the same value under the same key hashes alike in two fields, two events and
+    /// two recordings; under another key differently; never to its input or its unkeyed
+    /// SHA-256.
+    #[test]
+    fn hashes_are_stable_keyed_and_opaque(
+        value in text(),
+        key in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+    ) {
+        prop_assume!(key != other);
+        let event = Hashed { value: &value, again: value.clone() };
+        let first = Recorder::with_key(HashKey::from_bytes(key));
+        first.record(|| {
+            telemetry_runtime::capture(&event);
+            telemetry_runtime::capture(&event);
+        });
+        let second = recorded(&event, key);
+        let elsewhere = recorded(&event, other);
+        let direct = telemetry_runtime::anonymize(&event, &HashKey::from_bytes(key))
+            .map_err(|error| TestCaseError::fail(error.to_string()))?
+            .to_value();
+        let digest = &second["value"];
+        check_hash(digest, &value, &key, "value")?;
+        for recorded in first.events().iter() {
+            prop_assert_eq!(&recorded["value"], digest);
+            prop_assert_eq!(&recorded["again"], digest);
+        }
+        prop_assert_eq!(&second["again"], digest);
+        prop_assert_eq!(&direct["value"], digest);
+        prop_assert_eq!(first.hash(&value), digest.as_str().unwrap_or_default());
+        check_hash(&elsewhere["value"], &value, &other, "value")?;
+        prop_assert_ne!(&elsewhere["value"], digest);
+    }
+}
+
+#[derive(TelemetryEvent)]
+struct Counted<'a> {
+    #[count]
+    text: &'a str,
+    #[count]
+    owned: Option<String>,
+    #[count]
+    items: Vec<&'a str>,
+    #[count]
+    by_name: BTreeMap<&'a str, usize>,
+    #[count]
+    missing: Option<Vec<String>>,
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Property 6: `#[count]` sends the number of characters of a string, of elements of a
+    /// collection, and 0 for `None`.
+    #[test]
+    fn counts_are_characters_elements_or_zero(
+        text in text(),
+        owned in prop::option::of(short_text()),
+        items in prop::collection::vec(short_text(), 0..20),
+    ) {
+        let event = Counted {
+            text: &text,
+            owned: owned.clone(),
+            items: items.iter().map(String::as_str).collect(),
+            by_name: items.iter().map(|item| (item.as_str(), item.len())).collect(),
+            missing: None,
+        };
+        let sent = recorded(&event, [3; 32]);
+        let unique: BTreeSet<&String> = items.iter().collect();
+        prop_assert_eq!(count(&sent["text"]), Some(text.chars().count() as u64));
+        prop_assert_eq!(
+            count(&sent["owned"]),
+            Some(owned.map_or(0, |owned| owned.chars().count()) as u64)
+        );
+        prop_assert_eq!(count(&sent["items"]), Some(items.len() as u64));
+        prop_assert_eq!(count(&sent["by_name"]), Some(unique.len() as u64));
+        prop_assert_eq!(count(&sent["missing"]), Some(0));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Truncation
+// ---------------------------------------------------------------------------------------------
+
+/// A limit: small ones mostly, where characters straddle it, and some beyond the text.
+fn max_len() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        4 => 0..64usize,
+        2 => 64..2048usize,
+        1 => 2048..200_000usize,
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Property 4: a scrubbed text is at most `max_len` bytes of whole characters, the start of
+    /// what a larger limit gives, and flagged as truncated whenever it is not all of it.
+    #[test]
+    fn truncation_keeps_whole_characters_of_a_prefix(text in text(), max_len in max_len()) {
+        let cut = telemetry_runtime::scrub(&text, max_len);
+        prop_assert!(cut.text.len() <= max_len, "{} bytes for {}", cut.text.len(), max_len);
+        prop_assert!(std::str::from_utf8(cut.text.as_bytes()).is_ok());
+        let whole = telemetry_runtime::scrub(&text, usize::MAX / 8);
+        prop_assert!(!whole.truncated);
+        prop_assert!(
+            whole.text.starts_with(&cut.text),
+            "{:?} is not the start of {:?}",
+            cut.text,
+            whole.text
+        );
+        if !cut.truncated {
+            prop_assert_eq!(&cut.text, &whole.text);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scrubbing
+// ---------------------------------------------------------------------------------------------
+
+/// A random lower-case word: the part of an embedded item that must not survive scrubbing.
+fn marker() -> impl Strategy<Value = String> {
+    "[a-z]{8,12}"
+}
+
+/// Shapes that embed a marker `{m}`: paths of every platform, URLs, e-mail addresses and host
+/// names with a port, in the forms the scrubber documents. Left out, as the module documents
+/// them unsupported: bare host names without a port, `name:password` without a key word, and
+/// an unquoted Windows path with a space in its last part.
+const SHAPES: &[&str] = &[
+    "/home/{m}/notes.txt",
+    "/Users/{m}",
+    "/var/lib/{m}/db.sqlite",
+    "//{m}/share",
+    "~/{m}/x",
+    "~{m}/notes",
+    "$HOME/{m}",
+    "${HOME}/{m}/.config",
+    r"%APPDATA%\{m}\cfg",
+    r"C:\Users\{m}\AppData\x.ini",
+    "d:/{m}/x",
+    r"C:\{m}",
+    r"\\{m}\share",
+    r"\\fileserver\{m}\q3",
+    "./{m}/x",
+    "../{m}",
+    "docs/{m}.txt",
+    "{m}/private-img",
+    "src/{m}.rs:12:5",
+    r#""C:\Program Files\{m} Corp\report q3.xlsx""#,
+    "'/Users/{m}/My Documents/taxes'",
+    r#""/home/a b/{m} c d""#,
+    "file:///home/{m}/x",
+    "file://{m}/share/x",
+    "https://{m}:pw@host.example:8443/p?q=1",
+    "http://user:{m}@host.example/p",
+    "https://host.example/{m}?q=x",
+    "https://host.example:8443/p?token={m}&x=1",
+    "http://{m}.example.com/",
+    "https://[2001:db8::1]:8080/{m}",
+    "http://10.0.0.1:80/{m}",
+    "ftp://{m}.lan/x",
+    "postgres://{m}:secret@db:5432/app",
+    "www.{m}.com",
+    "{m}@example.com",
+    "{m}.smith+tag@sub.example.co.uk",
+    "mailto:{m}@x.org",
+    "alice@{m}.example",
+    "{m}.acme.internal:5432",
+    "password={m}",
+    "token:{m}",
+    "api_key={m}&x=1",
+    "user={m}",
+];
+
+/// What may come before and after an embedded item in the same word.
+const WRAPPERS: &[(&str, &str)] = &[
+    ("", ""),
+    ("(", ")"),
+    ("[", "]"),
+    ("<", ">"),
+    ("\"", "\""),
+    ("'", "'"),
+    ("`", "`"),
+    ("\u{201c}", "\u{201d}"),
+    ("\u{300c}", "\u{300d}"),
+    ("\u{ff08}", "\u{ff09}"),
+    ("", ","),
+    ("", "."),
+    ("", ":"),
+    ("", ";"),
+    ("", "!"),
+    ("", "\u{3002}"),
+    ("", "\u{2026}"),
+    ("at=", ""),
+    ("--config=", ""),
+];
+
+/// Whitespace that separates an item from the text around it.
+const SPACES: &[&str] = &[
+    " ", "\t", "\n", "\r\n", "  ", "\u{a0}", "\u{3000}", "\u{2028}",
+];
+
+/// An IPv4 address, maybe with a port or a prefix length.
+fn ipv4_item() -> impl Strategy<Value = (String, String)> {
+    (any::<[u8; 4]>(), prop::option::of(any::<u16>()), 0..3u8).prop_map(|(octets, port, form)| {
+        let address = Ipv4Addr::from(octets).to_string();
+        let item = match (form, port) {
+            (1, Some(port)) => format!("{address}:{port}"),
+            (2, _) => format!("{address}/{}", octets[0] % 33),
+            _ => address.clone(),
+        };
+        (item, address)
+    })
+}
+
+/// An IPv6 address, compressed or in full, maybe bracketed with a port, or with a zone.
+fn ipv6_item() -> impl Strategy<Value = (String, String)> {
+    (any::<[u16; 8]>(), 0..5u8, any::<u16>(), 0..8usize).prop_map(
+        |(mut groups, form, port, zeros)| {
+            // Runs of zero groups, which the compressed form shortens to `::`.
+            for group in groups.iter_mut().skip(zeros).take(zeros / 2 + 1) {
+                *group = 0;
+            }
+            // A distinctive address: not `::1`, which ordinary text might hold.
+            groups[0] |= 0x2000;
+            groups[7] |= 1;
+            let address = Ipv6Addr::from(groups);
+            let full: Vec<String> = groups.iter().map(|g| format!("{g:x}")).collect();
+            let full = full.join(":");
+            match form {
+                0 => (address.to_string(), address.to_string()),
+                1 => (full.clone(), full),
+                2 => (format!("[{address}]:{port}"), address.to_string()),
+                3 => (format!("{address}%eth0"), address.to_string()),
+                _ => (format!("[{address}%en0]:{port}"), address.to_string()),
+            }
+        },
+    )
+}
+
+/// One item to embed, and the part of it that must not survive.
+fn item() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        4 => (prop::sample::select(SHAPES), marker())
+            .prop_map(|(shape, marker)| (shape.replace("{m}", &marker), marker)),
+        1 => ipv4_item(),
+        1 => ipv6_item(),
+    ]
+    .prop_flat_map(|(item, marker)| {
+        prop::sample::select(WRAPPERS)
+            .prop_map(move |(before, after)| (format!("{before}{item}{after}"), marker.clone()))
+    })
+}
+
+/// A message of arbitrary text with items embedded, each set apart by whitespace, and the
+/// markers that must not survive.
+fn message() -> impl Strategy<Value = (String, Vec<String>)> {
+    prop::collection::vec(
+        (
+            short_text(),
+            prop::sample::select(SPACES),
+            item(),
+            prop::sample::select(SPACES),
+        ),
+        1..6,
+    )
+    .prop_map(|parts| {
+        let mut message = String::new();
+        let mut markers = Vec::new();
+        for (text, before, (item, marker), after) in parts {
+            message.push_str(&text);
+            message.push_str(before);
+            message.push_str(&item);
+            message.push_str(after);
+            markers.push(marker);
+        }
+        (message, markers)
+    })
+}
+
+#[derive(TelemetryEvent)]
+struct Failed<'a> {
+    #[scrub(max_len = 100_000)]
+    message: Pieces<'a>,
+    #[scrub(max_len = 100_000)]
+    messages: Vec<&'a str>,
+    #[scrub(max_len = 100_000)]
+    cause: Option<&'a str>,
+}
+
+/// `text` in pieces cut at the given character positions.
+fn pieces(text: &str, cuts: &[usize]) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut at: Vec<usize> = cuts.iter().map(|cut| cut % (chars.len() + 1)).collect();
+    at.push(0);
+    at.push(chars.len());
+    at.sort_unstable();
+    at.windows(2)
+        .map(|pair| chars[pair[0]..pair[1]].iter().collect())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Property 3: no path, URL, e-mail address or IP address embedded in arbitrary text
+    /// survives scrubbing, whether by `scrub` or by a `#[scrub]` field of any shape.
+    #[test]
+    fn scrubbing_leaves_no_embedded_item(
+        (message, markers) in message(),
+        cuts in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let scrubbed = telemetry_runtime::scrub(&message, 100_000);
+        prop_assert!(!scrubbed.truncated);
+        for marker in &markers {
+            prop_assert!(
+                !scrubbed.text.contains(marker.as_str()),
+                "{marker:?} survived in {:?}, from {message:?}",
+                scrubbed.text
+            );
+        }
+        let pieces = pieces(&message, &cuts);
+        let event = Failed {
+            message: Pieces(&pieces),
+            messages: vec![&message],
+            cause: Some(&message),
+        };
+        let sent = recorded(&event, [4; 32]);
+        for name in ["message", "cause"] {
+            prop_assert_eq!(sent[name].as_str(), Some(scrubbed.text.as_str()), "{}", name);
+        }
+        prop_assert_eq!(sent["messages"][0].as_str(), Some(scrubbed.text.as_str()));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Properties 3 and 4 where they meet: a message of items, repeated beyond what the
+    /// scrubber looks at and cut at any limit, leaks none of them and is the start of the
+    /// whole scrubbed message. Not when it holds quotes: a quoted span closed past what the
+    /// scrubber looks at is scrubbed word by word when cut, and whole when not.
+    #[test]
+    fn a_cut_message_leaks_nothing_and_is_a_prefix(
+        (message, markers) in message(),
+        times in 1..100usize,
+        max_len in max_len(),
+    ) {
+        let message = message.repeat(times);
+        let cut = telemetry_runtime::scrub(&message, max_len);
+        prop_assert!(cut.text.len() <= max_len);
+        for marker in &markers {
+            prop_assert!(!cut.text.contains(marker.as_str()), "{marker:?} survived in {:?}", cut.text);
+        }
+        let whole = telemetry_runtime::scrub(&message, usize::MAX / 8);
+        if !cut.truncated {
+            prop_assert_eq!(&cut.text, &whole.text);
+        }
+        let quoted = message.contains(['"', '\'', '`', '\u{201c}', '\u{201e}', '\u{2018}', '\u{ab}', '\u{300c}', '\u{300e}']);
+        prop_assert!(
+            quoted || whole.text.starts_with(&cut.text),
+            "{:?} is not the start of {:?}",
+            cut.text,
+            whole.text
+        );
+    }
+}
