@@ -4,6 +4,8 @@
 
 #![deny(warnings, unused_qualifications)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt;
@@ -15,6 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use support::{Receiver, assert_accounted, builder};
 use telemetry_runtime::testing::Recorder;
 use telemetry_runtime::{HashKey, TelemetryEvent, TelemetryValue};
 
@@ -1485,4 +1488,164 @@ proptest! {
             whole.text
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline
+// ---------------------------------------------------------------------------------------------
+
+/// An event whose encoded size differs from what capturing holds of it: a hash is 64 digits
+/// whatever it hashes, a message is looked at far beyond what is sent of it, and small
+/// integers are shorter in JSON than in memory.
+#[derive(TelemetryEvent)]
+struct Sized<'a> {
+    #[hash]
+    name: &'a str,
+    #[scrub(max_len = 10_000)]
+    message: &'a str,
+    #[plain]
+    note: &'a str,
+    numbers: Vec<u64>,
+    ratio: f64,
+}
+
+#[derive(Debug, Clone)]
+struct SizedInputs {
+    name: String,
+    message: String,
+    note: String,
+    numbers: Vec<u64>,
+    ratio: f64,
+}
+
+impl SizedInputs {
+    fn event(&self) -> Sized<'_> {
+        Sized {
+            name: &self.name,
+            message: &self.message,
+            note: &self.note,
+            numbers: self.numbers.clone(),
+            ratio: self.ratio,
+        }
+    }
+}
+
+fn sized_inputs() -> impl Strategy<Value = SizedInputs> {
+    (
+        text(),
+        text(),
+        prop_oneof![3 => short_text(), 1 => text()],
+        prop::collection::vec(0..10u64, 0..6000),
+        float(),
+    )
+        .prop_map(|(name, message, note, numbers, ratio)| SizedInputs {
+            name,
+            message,
+            note,
+            numbers,
+            ratio,
+        })
+}
+
+proptest! {
+    #![proptest_config(config(12))]
+
+    /// Property 1 through the pipeline, whose encoder replays what capturing recorded: every
+    /// batch a receiver gets is valid JSON, each event holds what `anonymize` gives (its hash
+    /// under the installation's key), and an event is sent exactly when its encoded
+    /// properties are within `max_event_bytes`, else dropped and counted, never cut.
+    #[test]
+    fn the_pipeline_sends_valid_json_and_exactly_the_events_within_the_limit(
+        events in prop::collection::vec(sized_inputs(), 1..6),
+        limit in 100..40_000usize,
+    ) {
+        let key = HashKey::from_bytes([6; 32]);
+        let expected: Vec<(Value, bool)> = events
+            .iter()
+            .map(|inputs| {
+                let properties = telemetry_runtime::anonymize(&inputs.event(), &key)
+                    .expect("nothing here can fail to encode");
+                (properties.to_value(), properties.as_json().len() <= limit)
+            })
+            .collect();
+        let receiver = Receiver::healthy();
+        let dir = tempfile::tempdir().map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let telemetry = builder(Some(&receiver.origin), dir.path(), &[])
+            .max_event_bytes(limit)
+            .start();
+        for inputs in &events {
+            telemetry.capture(&inputs.event());
+        }
+        let stats = telemetry.shutdown(support::PATIENCE);
+        assert_accounted(&stats);
+        let requests = receiver.received();
+        for request in &requests {
+            prop_assert!(request.json.is_object(), "a body that is not JSON");
+        }
+        let sent: Vec<&Value> = requests
+            .iter()
+            .flat_map(|request| request.events())
+            .filter(|event| event["event"] == "sized")
+            .collect();
+        let fitting: Vec<(&SizedInputs, &Value)> = events
+            .iter()
+            .zip(&expected)
+            .filter(|(_, (_, fits))| *fits)
+            .map(|(inputs, (value, _))| (inputs, value))
+            .collect();
+        let too_large = (expected.len() - fitting.len()) as u64;
+        prop_assert_eq!(stats.dropped.too_large, too_large, "{:?}", stats);
+        prop_assert_eq!(sent.len(), fitting.len(), "{:?}", stats);
+        let mut digests: HashMap<&str, &Value> = HashMap::new();
+        for (event, (inputs, expected)) in sent.iter().zip(fitting) {
+            let mut properties = event["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            // The event's own properties; those added to every event are tested elsewhere.
+            let mut expected = expected.as_object().cloned().unwrap_or_default();
+            properties.retain(|name, _| expected.contains_key(name));
+            let digest = properties.remove("name").unwrap_or_default();
+            prop_assert!(is_digest(&digest), "{}", digest);
+            let seen = digests.entry(&inputs.name).or_insert(&event["properties"]["name"]);
+            prop_assert_eq!(&**seen, &digest, "one value, one hash");
+            expected.remove("name");
+            prop_assert_eq!(properties, expected);
+        }
+    }
+}
+
+/// Found by the property above: capturing measured what it recorded, not the JSON, and
+/// dropped as too large an event whose JSON fits.
+#[test]
+fn an_event_recorded_larger_than_the_limit_is_sent_when_its_json_fits() {
+    let name = "n".repeat(50_000);
+    let message = "word ".repeat(10_000);
+    let inputs = SizedInputs {
+        name,
+        message,
+        note: String::new(),
+        numbers: vec![1; 5000],
+        ratio: 0.5,
+    };
+    let json = telemetry_runtime::anonymize(&inputs.event(), &HashKey::from_bytes([1; 32]))
+        .unwrap()
+        .as_json()
+        .len();
+    assert!(json < 32 << 10, "{json}");
+    let receiver = Receiver::healthy();
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = builder(Some(&receiver.origin), dir.path(), &[]).start();
+    telemetry.capture(&inputs.event());
+    let stats = telemetry.shutdown(support::PATIENCE);
+    assert_eq!(
+        (stats.delivered, stats.dropped.too_large),
+        (1, 0),
+        "{stats:?}"
+    );
+    let request = receiver.next();
+    let sent = &request.events()[0]["properties"];
+    assert_eq!(sent["numbers"].as_array().map(Vec::len), Some(5000));
+    assert!(is_digest(&sent["name"]));
+    assert_accounted(&stats);
 }
