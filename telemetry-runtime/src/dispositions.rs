@@ -12,6 +12,10 @@
 //! `#[hash]`, `#[trusted_or_hash]` and `#[is_set]` look through `&`, `Box`, `Rc`, `Arc` and
 //! `Cow`; `#[hash]` and `#[trusted_or_hash]` also through `Option` (sent as `null` when `None`)
 //! and sequences (sent as arrays). `#[count]` counts `None` as 0.
+//!
+//! A `#[trusted_or_hash]` prefix vouches only for a plain reference: ASCII letters, digits and
+//! `._-/:+`, no `..`, and `@` only before a `sha256:` digest. Any other value is hashed, so a
+//! prefix holding another character (`école/`) trusts nothing; a `with` rule decides alone.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
