@@ -12,6 +12,10 @@
 //! `#[hash]`, `#[trusted_or_hash]` and `#[is_set]` look through `&`, `Box`, `Rc`, `Arc` and
 //! `Cow`; `#[hash]` and `#[trusted_or_hash]` also through `Option` (sent as `null` when `None`)
 //! and sequences (sent as arrays). `#[count]` counts `None` as 0.
+//!
+//! A `#[trusted_or_hash]` prefix vouches only for a plain reference: ASCII letters, digits and
+//! `._-/:+`, no `..`, and `@` only before a `sha256:` digest. Any other value is hashed, so a
+//! prefix holding another character (`école/`) trusts nothing; a `with` rule decides alone.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
@@ -540,6 +544,58 @@ mod tests {
         assert!(!starts_with_ignoring_case("gh", "ghcr.io/"));
         assert!(starts_with_ignoring_case("ÉCOLE/app", "école/"));
         assert!(!starts_with_ignoring_case("éco", "école/"));
+    }
+
+    /// Scrubs `value` as a `#[scrub(max_len)]` field would, directly and through a tape.
+    fn scrubbed_both_ways(value: &dyn Display, max_len: usize) -> [serde_json::Value; 2] {
+        let key = HashKey::from_bytes([1; 32]);
+        [false, true].map(|recording| {
+            let mut buf = if recording {
+                JsonBuf::tape(crate::json::Tape::default())
+            } else {
+                JsonBuf::new()
+            };
+            let mut object = buf.object();
+            object.key("message").scrubbed(value, max_len);
+            object.key("truncated").scrub_flag();
+            object.end();
+            let json = if recording {
+                let mut out = JsonBuf::new();
+                crate::json::replay(&buf.finish_tape().unwrap(), &key, &mut out);
+                out.finish().unwrap()
+            } else {
+                buf.finish().unwrap()
+            };
+            serde_json::from_slice(&json).unwrap()
+        })
+    }
+
+    #[test]
+    fn a_display_cut_inside_a_character_still_drops_its_partial_last_word() {
+        // The scrubber looks at 1424 bytes for `max_len = 100`. The paths and the word take
+        // 1415 bytes; then 9 bytes of a token and an `é` that straddles byte 1425, where
+        // formatting stops: it keeps 1424 bytes, the partial token last.
+        struct Cut;
+        impl Display for Cut {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for _ in 0..7 {
+                    write!(f, "/{} ", "p".repeat(199))?;
+                }
+                f.write_str("abcdefg ")?;
+                f.write_str("ghp_R2d2Cé3poX8y9Z7w6V5u4T3s2R1q0P9o8N7m6 and more")
+            }
+        }
+        assert_eq!(crate::scrub::input_limit(100), 1424);
+        let whole = Cut.to_string();
+        assert_eq!(whole.find('é'), Some(1424));
+        let expected = crate::scrub::scrub(&whole, 100);
+        assert_eq!(expected.text, "<path> ".repeat(7) + "abcdefg");
+        for sent in scrubbed_both_ways(&Cut, 100) {
+            assert_eq!(
+                sent,
+                serde_json::json!({ "message": expected.text, "truncated": true })
+            );
+        }
     }
 
     #[test]

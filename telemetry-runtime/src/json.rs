@@ -285,7 +285,11 @@ impl JsonBuf {
     /// stops just past what the scrubber looks at, so an error that prints megabytes costs no
     /// more than one that prints a line.
     pub(crate) fn scrubbed<T: ?Sized + Display>(&mut self, value: &T, max_len: usize) {
-        let limit = crate::scrub::input_limit(max_len).saturating_add(1);
+        // The scrubber knows a message was cut, and drops its last word (maybe the start of a
+        // token), only when the text is longer than what it looks at. Formatting stops at a
+        // character boundary, up to 3 bytes short of its room, so the room must exceed that
+        // limit by 4 for a cut text always to stay longer.
+        let limit = crate::scrub::input_limit(max_len).saturating_add(4);
         if self.recording() {
             self.bytes.push(op::SCRUB);
             self.bytes
@@ -635,6 +639,49 @@ impl Nesting {
     }
 }
 
+/// The fewest bytes of JSON that replaying the tape of operations `bytes` and property names
+/// `keys` can write: each string at least quoted, each hash 64 digits, each number one digit,
+/// each scrubbed message empty. A tape is no measure of its JSON: it holds what is hashed and
+/// scrubbed in full, and integers in 8 bytes, but no property names and no escapes.
+pub(crate) fn json_floor(bytes: &[u8], keys: &[&'static str]) -> usize {
+    // `"name":` for each property.
+    let mut floor: usize = keys.iter().map(|key| key.len() + 3).sum();
+    let mut reader = Reader { bytes, at: 0 };
+    while let Some(&operation) = bytes.get(reader.at) {
+        reader.at += 1;
+        floor += match operation {
+            op::KEY => 0,
+            op::OBJECT | op::OBJECT_END | op::ARRAY | op::ARRAY_END => 1,
+            op::RAW | op::MEMBERS => reader.operand().len(),
+            op::STRING => reader.operand().len() + 2,
+            op::HASH => {
+                reader.operand();
+                66
+            }
+            op::UNSIGNED | op::SIGNED | op::F64 => {
+                reader.take(8);
+                1
+            }
+            op::F32 => {
+                reader.take(4);
+                1
+            }
+            op::TIME => {
+                reader.take(12);
+                4
+            }
+            op::SCRUB => {
+                reader.take(4);
+                reader.operand();
+                2
+            }
+            op::SCRUB_FLAG => 4,
+            _ => return 0,
+        };
+    }
+    floor
+}
+
 /// Writes the JSON that `tape` recorded into `out`, hashing under `key`: the same JSON the
 /// direct writer would have written.
 pub(crate) fn replay(tape: &Tape, key: &HashKey, out: &mut JsonBuf) {
@@ -858,6 +905,30 @@ mod tests {
             }
         });
         object.key("after").bool(true);
+    }
+
+    #[test]
+    fn the_json_floor_of_a_tape_never_exceeds_its_json() {
+        let key = HashKey::from_bytes([2; 32]);
+        let mut recording = JsonBuf::tape(Tape::default());
+        let mut object = recording.object();
+        everything(&mut object, &key);
+        object.key("long_hash").hashed(&key, &[b'x'; 5000]);
+        object.key("zeros").array([0u64; 1000], |n, out| out.int(n));
+        object.end();
+        let tape = recording.finish_tape().unwrap();
+        let mut replayed = JsonBuf::new();
+        replay(&tape, &key, &mut replayed);
+        let json = replayed.finish().unwrap();
+        let floor = json_floor(&tape.bytes, &tape.keys);
+        assert!(floor <= json.len(), "{floor} > {}", json.len());
+        // A long hashed value and small integers: the tape is far longer than the JSON.
+        assert!(tape.bytes.len() > json.len() + 8000);
+        assert!(
+            floor > json.len() / 2,
+            "{floor} is no measure of {}",
+            json.len()
+        );
     }
 
     #[test]

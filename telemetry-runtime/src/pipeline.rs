@@ -88,6 +88,12 @@ pub(crate) struct Properties {
 }
 
 impl Properties {
+    /// Whether the JSON these properties replay into may be at most `max` bytes. Only what
+    /// certainly exceeds it is refused here; the JSON itself is measured when it is written.
+    pub(crate) fn may_fit(&self, max: usize) -> bool {
+        self.bytes.len() <= max || crate::json::json_floor(&self.bytes, &self.keys) <= max
+    }
+
     /// The properties of a tape recorded on its own.
     pub(crate) fn of(tape: Tape) -> Properties {
         Properties {
@@ -680,9 +686,7 @@ impl Shared {
             };
             Counters::add(&self.counters.captured, 1);
             match encoded {
-                Ok(Ok(properties))
-                    if properties.bytes.len() <= self.settings.limits.max_event_bytes =>
-                {
+                Ok(Ok(properties)) if properties.may_fit(self.settings.limits.max_event_bytes) => {
                     self.ensure_worker();
                     let captured = Captured {
                         name,

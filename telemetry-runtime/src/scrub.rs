@@ -26,6 +26,13 @@
 //!
 //! The work done is linear in the input, and the input considered is bounded by `max_len`:
 //! text far beyond what could be sent is not looked at.
+//!
+//! What the rules cannot tell from ordinary words is kept: a host name without a port
+//! (`db.acme.internal`), a value after a key that names nothing secret (`alice:hunter2`), a
+//! key set apart from its value (`token: abc`), and the last part of an unquoted path holding a
+//! space (`C:\Users\a\My Documents` keeps `Documents`). A message cut where looking stops is
+//! scrubbed as if it ended there, so a quoted path that closes past that point is scrubbed
+//! word by word, as an unquoted one is.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
