@@ -511,15 +511,27 @@ fn under_every_fault_the_process_exits_within_its_deadline() {
     const PROCESS_MARGIN: Duration = Duration::from_millis(1500);
     let faults = [
         ("500", Fault::Status(500, Vec::new())),
+        ("502", Fault::Status(502, Vec::new())),
         ("503", Fault::Status(503, Vec::new())),
+        ("429", Fault::Status(429, Vec::new())),
         (
             "429 with Retry-After",
             Fault::Status(429, vec![("Retry-After", "3600".to_owned())]),
         ),
         ("413", Fault::Status(413, Vec::new())),
         ("400", Fault::Status(400, Vec::new())),
-        ("reset", Fault::Raw(Misbehaviour::ResetInStatus)),
+        ("401", Fault::Status(401, Vec::new())),
+        (
+            "redirect",
+            Fault::Status(307, vec![("Location", refused_origin())]),
+        ),
+        (
+            "reset in the status",
+            Fault::Raw(Misbehaviour::ResetInStatus),
+        ),
+        ("reset in the body", Fault::Raw(Misbehaviour::ResetInBody)),
         ("never answers", Fault::Raw(Misbehaviour::NeverAnswers)),
+        ("not http", Fault::Raw(Misbehaviour::NotHttp)),
         (
             "one byte per second",
             Fault::Raw(Misbehaviour::OneBytePerSecond),
