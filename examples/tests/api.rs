@@ -10,14 +10,14 @@ mod support;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Command};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    Sandbox, assert_never_sent, assert_nothing_sent_or_written, every_event_properties,
-    files_under, named, only, own_properties,
+    ApiServer as Server, Sandbox, assert_never_sent, assert_nothing_sent_or_written,
+    every_event_properties, files_under, named, only, own_properties,
 };
 
 /// The fields every request-level event carries for its client.
@@ -30,90 +30,6 @@ const HOSTILE_LANGUAGE: &str = "en-GB;q=0.9, x-alice-secret";
 
 fn sandbox() -> Sandbox {
     Sandbox::new(env!("CARGO_BIN_EXE_api"), "API")
-}
-
-/// A running `api serve --port 0`.
-struct Server {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    origin: String,
-    agent: ureq::Agent,
-}
-
-impl Server {
-    /// Starts `command` (an `api serve` command) and waits for the line saying where it
-    /// listens.
-    fn start(mut command: Command) -> Server {
-        let mut child = command.spawn().expect("run api serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(origin) = line.trim().strip_prefix("listening on ") else {
-            let mut stderr = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-            panic!("the server did not start: {line:?}\n{stderr}");
-        };
-        assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
-        Server {
-            origin: origin.to_owned(),
-            child,
-            stdout,
-            agent,
-        }
-    }
-
-    /// Sends a request and returns the status and the JSON answer.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.origin);
-        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(body.unwrap_or_default().to_owned()).unwrap();
-        let mut response = self.agent.run(request).expect("the server answers");
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .unwrap();
-        (status, serde_json::from_str(&text).expect("a JSON answer"))
-    }
-
-    /// Sends `signal` (`TERM`, `INT`) and waits for the server to exit, asserting that it
-    /// stopped cleanly.
-    fn stop(mut self, signal: &str) {
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        let _ = self
-            .child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr);
-        assert!(status.success(), "SIG{signal}: {status}\n{rest}\n{stderr}");
-        assert_eq!(rest, "stopped by a signal\n", "SIG{signal}: {stderr}");
-    }
 }
 
 /// `api serve --port 0` as `alice-admin`, opted in, with `env` set as well.

@@ -11,15 +11,14 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use support::{Sandbox, files_under};
+use support::{ApiServer as Server, Sandbox, files_under};
 
 /// A distinctive string standing for one input field.
 struct Canary {
@@ -459,6 +458,23 @@ impl World {
             })
             .collect()
     }
+
+    /// Checks a run in `local` mode: nothing was sent, the local log holds each of `names`,
+    /// and the state directory holds no canary.
+    fn assert_logged_locally(&self, names: &[&str]) {
+        assert!(
+            self.sandbox.receiver.requests().is_empty(),
+            "local sends nothing"
+        );
+        let events = self.local_events();
+        for name in names {
+            assert!(
+                events.iter().any(|event| event == name),
+                "{name}: {events:?}"
+            );
+        }
+        self.assert_state_clean();
+    }
 }
 
 /// The payloads debug mode printed: each `[<app> telemetry] <url>:` line followed by the
@@ -711,18 +727,7 @@ fn jobs_local_log_holds_no_canary() {
     let mut command = world.command(&["run", text(&spec)]);
     command.env("JOBS_TELEMETRY", "local");
     world.run_ok(&mut command, &[]);
-    assert!(
-        world.sandbox.receiver.requests().is_empty(),
-        "local sends nothing"
-    );
-    let events = world.local_events();
-    for name in ["app_started", "job_submitted", "job_finished", "command"] {
-        assert!(
-            events.iter().any(|event| event == name),
-            "{name}: {events:?}"
-        );
-    }
-    world.assert_state_clean();
+    world.assert_logged_locally(&["app_started", "job_submitted", "job_finished", "command"]);
 }
 
 fn agent_world() -> World {
@@ -813,18 +818,7 @@ fn agent_local_log_holds_no_canary() {
     let mut command = world.command(&["run", "--exit-after", "0"]);
     command.env("AGENT_TELEMETRY", "local");
     world.run_ok(&mut command, &[]);
-    assert!(
-        world.sandbox.receiver.requests().is_empty(),
-        "local sends nothing"
-    );
-    let events = world.local_events();
-    for name in ["app_started", "agent_configured", "command", "app_stopped"] {
-        assert!(
-            events.iter().any(|event| event == name),
-            "{name}: {events:?}"
-        );
-    }
-    world.assert_state_clean();
+    world.assert_logged_locally(&["app_started", "agent_configured", "command", "app_stopped"]);
 }
 
 fn bench_world() -> World {
@@ -971,100 +965,11 @@ fn bench_local_log_holds_no_canary() {
             "working directory",
         ],
     );
-    assert!(
-        world.sandbox.receiver.requests().is_empty(),
-        "local sends nothing"
-    );
-    let events = world.local_events();
-    for name in ["batch_started", "task_failed", "command"] {
-        assert!(
-            events.iter().any(|event| event == name),
-            "{name}: {events:?}"
-        );
-    }
-    world.assert_state_clean();
+    world.assert_logged_locally(&["batch_started", "task_failed", "command"]);
 }
 
 fn api_world() -> World {
     World::new(env!("CARGO_BIN_EXE_api"), "api", "API")
-}
-
-/// A running `api serve --port 0`.
-struct Server {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    origin: String,
-    agent: ureq::Agent,
-}
-
-impl Server {
-    /// Starts `command` and waits for the line saying where it listens.
-    fn start(mut command: Command) -> Server {
-        let mut child = command.spawn().expect("run api serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let origin = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the server did not start: {line:?}"))
-            .to_owned();
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
-        Server {
-            child,
-            stdout,
-            origin,
-            agent,
-        }
-    }
-
-    /// Sends a request and returns the status of the answer.
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
-        let mut builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.origin));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(body.to_owned()).unwrap();
-        let mut response = self.agent.run(request).expect("the server answers");
-        let _ = response.body_mut().read_to_string();
-        response.status().as_u16()
-    }
-
-    /// Stops the server with SIGTERM and returns what it printed.
-    fn stop(mut self) -> Output {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        let mut stdout = Vec::new();
-        self.stdout.read_to_end(&mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        let mut stderr = Vec::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_end(&mut stderr)
-            .unwrap();
-        assert!(
-            status.success(),
-            "{status}: {}",
-            String::from_utf8_lossy(&stderr)
-        );
-        Output {
-            status,
-            stdout,
-            stderr,
-        }
-    }
 }
 
 /// The requests of every route, the error paths included, with canaries in the user's name,
@@ -1087,14 +992,16 @@ fn api_requests(world: &mut World, server: &Server) {
     ];
     let with_key = [client[0], client[1], ("X-Api-Key", key)];
     let query = c.add("query string", "CANARYqueryK6");
-    assert_eq!(server.request("GET", "/api/me", &with_key, ""), 200);
+    assert_eq!(server.request("GET", "/api/me", &with_key, None).0, 200);
     assert_eq!(
-        server.request("GET", &format!("/api/me?q={query}"), &client, ""),
+        server
+            .request("GET", &format!("/api/me?q={query}"), &client, None)
+            .0,
         200
     );
     let wrong = c.add("wrong API key", "CANARYwrongkeyK7");
     let wrong_key = [client[0], client[1], ("X-Api-Key", wrong.as_str())];
-    assert_eq!(server.request("GET", "/api/me", &wrong_key, ""), 401);
+    assert_eq!(server.request("GET", "/api/me", &wrong_key, None).0, 401);
 
     let dataset = c.add("dataset name", "canarydsk8");
     let records = json!({"records": [
@@ -1106,50 +1013,74 @@ fn api_requests(world: &mut World, server: &Server) {
     .to_string();
     let bulk = |dataset: &str, task: &str| format!("/api/datasets/{dataset}/{task}:bulk");
     assert_eq!(
-        server.request(
-            "POST",
-            &bulk(&dataset, "text_classification"),
-            &with_key,
-            &records
-        ),
+        server
+            .request(
+                "POST",
+                &bulk(&dataset, "text_classification"),
+                &with_key,
+                Some(&records)
+            )
+            .0,
         200
     );
     // Another task for the same dataset, an unknown task, an invalid name, a bad body.
     assert_eq!(
-        server.request("POST", &bulk(&dataset, "text2text"), &with_key, &records),
+        server
+            .request(
+                "POST",
+                &bulk(&dataset, "text2text"),
+                &with_key,
+                Some(&records)
+            )
+            .0,
         409
     );
     let task = c.add("task", "CANARYtaskK14");
     assert_eq!(
-        server.request("POST", &bulk(&dataset, &task), &with_key, &records),
+        server
+            .request("POST", &bulk(&dataset, &task), &with_key, Some(&records))
+            .0,
         422
     );
     let bad_name = c.add("invalid dataset name", "CANARYbadnameK15");
     assert_eq!(
-        server.request("POST", &bulk(&bad_name, "text2text"), &with_key, &records),
+        server
+            .request(
+                "POST",
+                &bulk(&bad_name, "text2text"),
+                &with_key,
+                Some(&records)
+            )
+            .0,
         422
     );
     let body = json!({"records": c.add("malformed body", "CANARYbodyK16")}).to_string();
     assert_eq!(
-        server.request(
-            "POST",
-            &bulk(&dataset, "text_classification"),
-            &with_key,
-            &body
-        ),
+        server
+            .request(
+                "POST",
+                &bulk(&dataset, "text_classification"),
+                &with_key,
+                Some(&body)
+            )
+            .0,
         400
     );
     let route = c.add("unknown route", "CANARYrouteK17");
     assert_eq!(
-        server.request("GET", &format!("/api/{route}"), &client, ""),
+        server
+            .request("GET", &format!("/api/{route}"), &client, None)
+            .0,
         404
     );
     let missing = c.add("unknown dataset", "canarymissingk18");
     assert_eq!(
-        server.request("GET", &format!("/api/datasets/{missing}"), &client, ""),
+        server
+            .request("GET", &format!("/api/datasets/{missing}"), &client, None)
+            .0,
         404
     );
-    assert_eq!(server.request("DELETE", "/api/me", &client, ""), 405);
+    assert_eq!(server.request("DELETE", "/api/me", &client, None).0, 405);
 }
 
 /// `api serve --port 0` in `world`, as a user and key of canaries.
@@ -1175,7 +1106,7 @@ fn api_leaks_no_canary() {
     api_canaries(&mut world);
     let server = api_serve(&world, &[]);
     api_requests(&mut world, &server);
-    let output = server.stop();
+    let output = server.stop("TERM");
     world.check_printed(&Command::new("api serve"), &output, &[]);
     world.assert_received(&[
         "app_started",
@@ -1190,7 +1121,7 @@ fn api_leaks_no_canary() {
     let before = world.sandbox.receiver.events().len();
     let server = api_serve(&world, &[("API_TELEMETRY_DEBUG", "1")]);
     api_requests(&mut world, &server);
-    let output = server.stop();
+    let output = server.stop("TERM");
     world.check_printed(&Command::new("api serve"), &output, &[]);
     world.check_debug(&output, before);
     world.assert_no_leak();
@@ -1202,23 +1133,12 @@ fn api_local_log_holds_no_canary() {
     api_canaries(&mut world);
     let server = api_serve(&world, &[("API_TELEMETRY", "local")]);
     api_requests(&mut world, &server);
-    let output = server.stop();
+    let output = server.stop("TERM");
     world.check_printed(&Command::new("api serve"), &output, &[]);
-    assert!(
-        world.sandbox.receiver.requests().is_empty(),
-        "local sends nothing"
-    );
-    let events = world.local_events();
-    for name in [
+    world.assert_logged_locally(&[
         "user_info_requested",
         "log_records_requested",
         "server_error_found",
         "command",
-    ] {
-        assert!(
-            events.iter().any(|event| event == name),
-            "{name}: {events:?}"
-        );
-    }
-    world.assert_state_clean();
+    ]);
 }

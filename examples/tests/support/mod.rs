@@ -4,8 +4,9 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use examples::receiver::Receiver;
 use serde_json::Value;
@@ -173,4 +174,92 @@ pub fn assert_nothing_sent_or_written(sandbox: &Sandbox, app: &str, why: &str) {
     );
     let files = files_under(&sandbox.state_dir(app));
     assert!(files.is_empty(), "{why}: wrote {files:?}");
+}
+
+/// A running `api serve --port 0`.
+pub struct ApiServer {
+    pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
+    pub origin: String,
+    agent: ureq::Agent,
+}
+
+impl ApiServer {
+    /// Starts `command` (an `api serve` command) and waits for the line saying where it
+    /// listens.
+    pub fn start(mut command: Command) -> ApiServer {
+        let mut child = command.spawn().expect("run api serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let Some(origin) = line.trim().strip_prefix("listening on ") else {
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("the server did not start: {line:?}\n{stderr}");
+        };
+        assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        ApiServer {
+            origin: origin.to_owned(),
+            child,
+            stdout,
+            agent,
+        }
+    }
+
+    /// Sends a request and returns the status and the JSON answer.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.origin);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.unwrap_or_default().to_owned()).unwrap();
+        let mut response = self.agent.run(request).expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .unwrap();
+        (status, serde_json::from_str(&text).expect("a JSON answer"))
+    }
+
+    /// Sends `signal` (`TERM`, `INT`), waits for the server to exit, asserts that it stopped
+    /// cleanly, and returns what it printed after its first line.
+    pub fn stop(mut self, signal: &str) -> Output {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let mut stdout = Vec::new();
+        self.stdout.read_to_end(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stderr = Vec::new();
+        let _ = self.child.stderr.take().unwrap().read_to_end(&mut stderr);
+        let (rest, errors) = (
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr),
+        );
+        assert!(status.success(), "SIG{signal}: {status}\n{rest}\n{errors}");
+        assert_eq!(rest, "stopped by a signal\n", "SIG{signal}: {errors}");
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
 }
