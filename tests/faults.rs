@@ -482,23 +482,11 @@ fn probe(
     state: &std::path::Path,
     vars: &[(&str, &str)],
 ) -> (serde_json::Value, Duration) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
-    command
-        .arg(events.to_string())
-        .env_clear()
-        .env("HOME", state)
-        .env("PROBE_TELEMETRY_DIR", state)
-        .envs(vars.iter().copied());
+    let mut command = support::probe(&[&events.to_string()], state, vars);
     let started = Instant::now();
     let output = command.output().expect("run the probe");
     let took = started.elapsed();
-    assert!(
-        output.status.success(),
-        "the probe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stats = serde_json::from_slice(&output.stdout).expect("the probe prints JSON");
-    (stats, took)
+    (support::probe_stats(&output), took)
 }
 
 /// Every fault, against a whole process: it exits within its flush deadline plus a margin,

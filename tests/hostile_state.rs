@@ -694,16 +694,7 @@ fn a_read_only_state_directory_means_a_temporary_identity_that_says_why() {
 
 /// The probe, with only the given environment, home in `home`.
 fn probe_command(args: &[&str], home: &Path, vars: &[(&str, &str)]) -> Command {
-    probe_command_in(env!("CARGO_BIN_EXE_telemetry-probe"), args, home, vars)
-}
-
-fn probe_command_in(program: &str, args: &[&str], home: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(program);
-    command.args(args).env_clear().env("HOME", home);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command
+    support::hermetic(env!("CARGO_BIN_EXE_telemetry-probe"), args, home, vars)
 }
 
 /// Runs the probe under a file size limit of `blocks` 512-byte blocks: with `SIGXFSZ` ignored,
@@ -712,7 +703,7 @@ fn probe_on_full_disk(blocks: u32, args: &[&str], home: &Path, vars: &[(&str, &s
     let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
     let mut all = vec!["-c", script.as_str(), env!("CARGO_BIN_EXE_telemetry-probe")];
     all.extend_from_slice(args);
-    timed(probe_command_in("/bin/sh", &all, home, vars))
+    timed(support::hermetic("/bin/sh", &all, home, vars))
 }
 
 /// Runs `command`, asserting that it succeeds promptly.

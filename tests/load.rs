@@ -161,16 +161,10 @@ fn a_burst_of_a_million_with_the_endpoint_down_is_bounded() {
     assert!(stats.dropped.total() > 0, "{stats:?}");
 }
 
-/// The probe program with only the given environment, sharing `state` as its home and state
-/// directory.
+/// The probe program capturing `events`, sharing `state` as its home and state directory.
 fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+    let mut command = support::probe(&[&events.to_string()], state, vars);
     command
-        .arg(events.to_string())
-        .env_clear()
-        .env("HOME", state)
-        .env("PROBE_TELEMETRY_DIR", state)
-        .envs(vars.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     command
@@ -178,17 +172,7 @@ fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> Command {
 
 /// Waits for `child` and returns its final accounting.
 fn finish(child: Child) -> Value {
-    stats(&child.wait_with_output().expect("wait for the probe"))
-}
-
-/// The final accounting a probe printed; fails if it did not succeed.
-fn stats(output: &std::process::Output) -> Value {
-    assert!(
-        output.status.success(),
-        "the probe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the probe prints JSON")
+    support::probe_stats(&child.wait_with_output().expect("wait for the probe"))
 }
 
 /// A receiver that never answers the first request (as if the network stalled) and accepts
@@ -309,7 +293,7 @@ fn processes_sharing_state_survive_being_killed_mid_upload() {
             continue;
         }
         let (index, output) = exited.recv_timeout(PATIENCE).expect("a process to finish");
-        let stats = stats(&output.expect("wait for the probe"));
+        let stats = support::probe_stats(&output.expect("wait for the probe"));
         assert_eq!(
             stats["installation_id"].as_str(),
             ids.iter().next().copied()

@@ -22,24 +22,9 @@ fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> (Output, Duration)
     probe_with(&[&events.to_string()], state, vars)
 }
 
-/// `program` with `args` and only the given environment, its home and state directory in
-/// `state`.
-fn hermetic(program: &str, args: &[&str], state: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .env("HOME", state)
-        .env("PROBE_TELEMETRY_DIR", state);
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command
-}
-
 /// Runs the probe with `args`, as [`probe`] does.
 fn probe_with(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> (Output, Duration) {
-    let mut command = hermetic(env!("CARGO_BIN_EXE_telemetry-probe"), args, state, vars);
+    let mut command = support::probe(args, state, vars);
     let started = Instant::now();
     let output = command.output().expect("run the probe");
     let took = started.elapsed();
@@ -153,18 +138,7 @@ fn two_processes_replaying_one_spool_send_each_event_once() {
             ("PATH", ""),
         ];
         // Both start before either finishes.
-        let spawn = || {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
-            command
-                .arg("0")
-                .env_clear()
-                .env("HOME", state.path())
-                .env("PROBE_TELEMETRY_DIR", state.path());
-            for (name, value) in vars {
-                command.env(name, value);
-            }
-            command.spawn().unwrap()
-        };
+        let spawn = || support::probe(&["0"], state.path(), &vars).spawn().unwrap();
         let (a, b) = (spawn(), spawn());
         for child in [a, b] {
             assert!(child.wait_with_output().unwrap().status.success());
@@ -308,11 +282,7 @@ fn processes_racing_on_the_first_run_agree_on_one_installation_id() {
     let state = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..8)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
-                .arg("1")
-                .env_clear()
-                .env("HOME", state.path())
-                .env("PROBE_TELEMETRY_DIR", state.path())
+            support::probe(&["1"], state.path(), &[])
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -411,12 +381,13 @@ fn the_first_run_notice_is_printed_once_and_its_events_wait() {
 
 /// Runs the program whose instrumented `main` starts telemetry itself.
 fn command_probe(how: &str, state: &Path, vars: &[(&str, &str)]) -> Output {
-    hermetic(
+    support::hermetic(
         env!("CARGO_BIN_EXE_telemetry-command-probe"),
         &[how],
         state,
         vars,
     )
+    .env("PROBE_TELEMETRY_DIR", state)
     .output()
     .expect("run the command probe")
 }
@@ -531,16 +502,17 @@ fn lifecycle_events_start_nothing_when_off_and_frame_a_local_run() {
 #[test]
 fn a_panic_on_the_main_thread_is_sent_or_spooled_before_the_process_ends() {
     let run = |state: &Path, endpoint: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
-            .arg("1")
-            .env_clear()
-            .env("HOME", state)
-            .env("PROBE_TELEMETRY_DIR", state)
-            .env("PROBE_TELEMETRY_ENDPOINT", endpoint)
-            .env("PROBE_LIFECYCLE", "1")
-            .env("PROBE_PANIC", "1")
-            .output()
-            .expect("run the probe");
+        let output = support::probe(
+            &["1"],
+            state,
+            &[
+                ("PROBE_TELEMETRY_ENDPOINT", endpoint),
+                ("PROBE_LIFECYCLE", "1"),
+                ("PROBE_PANIC", "1"),
+            ],
+        )
+        .output()
+        .expect("run the probe");
         assert_eq!(output.status.code(), Some(101), "{output:?}");
         // The hook that was there before still printed the message.
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -272,4 +273,36 @@ pub fn spooled_uuids(state: &Path) -> Vec<String> {
 pub fn refused_origin() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     format!("http://{}", listener.local_addr().expect("an address"))
+}
+
+/// `program` with `args` and only the given environment, its home in `home`: nothing of this
+/// machine's environment (`CI`, proxies, the user's home) reaches it.
+pub fn hermetic(program: &str, args: &[&str], home: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .envs(vars.iter().copied());
+    command
+}
+
+/// The probe program (`probe.rs`) with `args`, in a hermetic environment whose home and state
+/// directory are `state`.
+pub fn probe(args: &[&str], state: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = hermetic(env!("CARGO_BIN_EXE_telemetry-probe"), args, state, &[]);
+    command
+        .env("PROBE_TELEMETRY_DIR", state)
+        .envs(vars.iter().copied());
+    command
+}
+
+/// The final accounting a probe printed; fails the test if the probe did not succeed.
+pub fn probe_stats(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "the probe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the probe prints its stats as JSON")
 }
