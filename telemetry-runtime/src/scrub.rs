@@ -31,8 +31,8 @@
 //! (`db.acme.internal`), a value after a key that names nothing secret (`alice:hunter2`), a
 //! key set apart from its value (`token: abc`), and the last part of an unquoted path holding a
 //! space (`C:\Users\a\My Documents` keeps `Documents`). A message cut where looking stops is
-//! scrubbed as if it ended there, so a quoted path that closes past that point is scrubbed
-//! word by word, as an unquoted one is.
+//! scrubbed as if it ended there; a quoted path still open at that point goes whole, as
+//! `"<path>`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -63,6 +63,7 @@ pub struct Scrubbed {
 /// ```
 pub fn scrub(message: &str, max_len: usize) -> Scrubbed {
     let (message, mut truncated) = bounded_input(message, max_len);
+    let cut = truncated;
     let mut out = String::with_capacity(message.len().min(max_len.saturating_add(16)));
     let mut state = State::default();
     let mut at = 0;
@@ -86,7 +87,7 @@ pub fn scrub(message: &str, max_len: usize) -> Scrubbed {
                 continue;
             }
         }
-        if let Some(consumed) = quoted_path(rest, &mut out) {
+        if let Some(consumed) = quoted_path(rest, cut, &mut out) {
             at += consumed;
             state.after_path = true;
             continue;
@@ -139,13 +140,22 @@ const MAX_QUOTED: usize = 1024;
 
 /// If `text` starts with an opening quote around a path, closed on the same line, writes the
 /// quotes around `<path>` and returns how many bytes were consumed. Paths in quotes may hold
-/// spaces (`"C:\Program Files\..."`), so the whole quoted span goes.
-fn quoted_path(text: &str, out: &mut String) -> Option<usize> {
+/// spaces (`"C:\Program Files\..."`), so the whole quoted span goes. When the message was
+/// `cut` before the quote closes, the rest of `text` is the start of such a span: it goes too,
+/// as `"<path>` with no closing quote.
+fn quoted_path(text: &str, cut: bool, out: &mut String) -> Option<usize> {
     let open = text.chars().next()?;
     let close = closing_quote(open)?;
     let inner = &text[open.len_utf8()..];
     let window = &inner[..floor_boundary(inner, MAX_QUOTED)];
-    let end = window.find([close, '\n'])?;
+    let Some(end) = window.find([close, '\n']) else {
+        if cut && window.len() == inner.len() && quoted_is_path(inner) {
+            out.push(open);
+            out.push_str("<path>");
+            return Some(text.len());
+        }
+        return None;
+    };
     let quoted = &inner[..end];
     if !inner[end..].starts_with(close) || !quoted_is_path(quoted) {
         return None;
@@ -881,6 +891,29 @@ mod tests {
         assert_eq!(s("$HOME/.config/app and ${HOME}/x"), "<path> and <path>");
         assert_eq!(s(r"%APPDATA%\app\cfg"), "<path>");
         assert_eq!(s("--config=/etc/app/secret.yaml"), "--config=<path>");
+    }
+
+    #[test]
+    fn a_quoted_path_still_open_where_looking_stops_goes_whole() {
+        // Long paths shrink to `<path>`, so the quoted path after them reaches the output.
+        // Looking stops at 1424 bytes for `max_len = 100`: each length of the last long path
+        // puts that point at another place inside the quotes.
+        assert_eq!(super::input_limit(100), 1424);
+        let paths: String = (0..6).map(|_| format!("/{} ", "p".repeat(199))).collect();
+        for shift in 150..230 {
+            let message = format!(
+                "{paths}/{} see \"/home/alice/My Secret Project/notes.txt\" for more",
+                "q".repeat(shift),
+            );
+            let scrubbed = scrub(&message, 100);
+            for secret in ["alice", "Secret", "Project", "notes"] {
+                assert!(
+                    !scrubbed.text.contains(secret),
+                    "{shift}: {}",
+                    scrubbed.text
+                );
+            }
+        }
     }
 
     #[test]
