@@ -200,7 +200,7 @@ impl Spool {
                 continue;
             }
             // Streamed, and only as far as the spool's limit: a larger file is not ours.
-            if let Ok(file) = File::open(entry.path()) {
+            if let Ok(file) = crate::state::open_no_follow(&entry.path()) {
                 events += count_lines(file.take(limit), report_prefix.as_bytes());
             }
         }
@@ -327,7 +327,10 @@ impl Spool {
     fn claim_file(&self, path: &Path, claimed: &mut Claimed) -> io::Result<()> {
         // Opened for writing too: where `flock` is emulated with `fcntl` (NFS), an exclusive
         // lock needs a writable descriptor.
-        let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let mut file = crate::state::no_follow_options()
+            .read(true)
+            .write(true)
+            .open(path)?;
         match file.try_lock() {
             Ok(()) => {}
             // Another live process holds it.

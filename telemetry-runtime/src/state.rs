@@ -117,12 +117,32 @@ fn keeps_private_modes(dir: &Path) -> bool {
     kept
 }
 
-/// Options that open a new file readable and writable by its owner only.
+/// Options that open a new file readable and writable by its owner only, and never through
+/// a symlink.
 pub(crate) fn private_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
+    let mut options = no_follow_options();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
+}
+
+/// Options that refuse to open a symlink (`O_NOFOLLOW`) and never wait for a writer to a FIFO
+/// (`O_NONBLOCK`, which changes nothing for regular files). Checking a path before opening it
+/// leaves a moment in which another process could swap in a link to a file outside the state
+/// directory; these make the open itself refuse.
+pub(crate) fn no_follow_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    options
+}
+
+/// Opens `path` for reading, refusing a symlink and never blocking on a FIFO.
+pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
+    no_follow_options().read(true).open(path)
 }
 
 /// A name no other process or thread will pick: `<prefix><millis>-<pid>-<random><suffix>`.
@@ -234,16 +254,16 @@ fn read_state_file(path: &Path, secret: bool) -> io::Result<Vec<u8>> {
 /// the file that was opened, so the answer and the contents belong together).
 pub(crate) fn read_small_checked(path: &Path, refused_bits: u32) -> io::Result<Vec<u8>> {
     const LIMIT: u64 = 4096;
-    // Opening a FIFO for reading would block until someone writes to it, and a symlink could
-    // lead out of the state directory: only regular files are read. A file swapped in between
-    // this check and the open is the caller's own doing.
+    // A symlink could lead out of the state directory and a FIFO would have nothing to read:
+    // only regular files are read. The open itself refuses a link swapped in after this
+    // check, and the file opened is checked again.
     if !fs::symlink_metadata(path)?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
+        return Err(not_regular());
     }
-    let file = File::open(path)?;
+    let file = open_no_follow(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
     if refused_bits != 0 && open_to_others(&file.metadata()?, refused_bits) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -416,6 +436,10 @@ pub(crate) fn record_notice(dir: &Path) -> io::Result<bool> {
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+fn not_regular() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "not a regular file")
 }
 
 fn invalid(name: &str) -> io::Error {
@@ -632,6 +656,41 @@ mod tests {
             let creators = ids.iter().filter(|(_, created)| *created).count();
             assert_eq!(creators, 1, "one of them wrote the id: {ids:?}");
         }
+    }
+
+    /// A link swapped in after a path was checked: the open itself refuses it, for reading
+    /// and for writing, and a FIFO does not block the read.
+    #[test]
+    #[cfg(unix)]
+    fn opening_refuses_links_and_never_waits_on_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "keep me").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(open_no_follow(&link).is_err());
+        assert!(private_options().append(true).open(&link).is_err());
+        assert!(
+            private_options()
+                .write(true)
+                .create(true)
+                .open(&link)
+                .is_err()
+        );
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep me");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Without O_NONBLOCK this would wait for a writer forever.
+        let mut contents = Vec::new();
+        open_no_follow(&fifo)
+            .unwrap()
+            .read_to_end(&mut contents)
+            .unwrap();
+        assert!(contents.is_empty());
     }
 
     #[cfg(unix)]
