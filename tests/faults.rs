@@ -496,7 +496,7 @@ fn under_every_fault_the_process_exits_within_its_deadline() {
     /// The probe's flush deadline: the library's default.
     const DEFAULT_DEADLINE: Duration = Duration::from_millis(300);
     /// Starting a process and writing the spool, on a loaded machine.
-    const PROCESS_MARGIN: Duration = Duration::from_millis(1500);
+    const PROCESS_MARGIN: Duration = Duration::from_millis(700);
     let faults = [
         ("500", Fault::Status(500, Vec::new())),
         ("502", Fault::Status(502, Vec::new())),
