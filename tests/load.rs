@@ -161,6 +161,53 @@ fn a_burst_of_a_million_with_the_endpoint_down_is_bounded() {
     assert!(stats.dropped.total() > 0, "{stats:?}");
 }
 
+/// An event that holds a large input and sends only its keyed hash: its JSON is small, but
+/// until the background thread hashes it, the whole input waits in memory.
+#[derive(telemetry_runtime::TelemetryEvent)]
+struct Uploaded<'a> {
+    /// The uploaded file's contents, hashed.
+    #[hash]
+    contents: &'a str,
+}
+
+/// Events whose JSON fits but whose input is large cannot make the queue hold more memory
+/// than the settings allow: beyond `max_buffer_bytes` of such inputs waiting, they are
+/// dropped and counted as a full queue.
+#[test]
+fn a_burst_of_large_inputs_is_bounded_too() {
+    const EVENTS: u32 = 2_000;
+    const INPUT: usize = 256 << 10;
+    // `max_buffer_bytes` (16 MiB) of large inputs in the queue, as much again in the outbox,
+    // one request body and the spool's room (4 MiB each), plus 8 MiB for the rest. Without a
+    // bound, the queue alone would hold 10,000 of them: 2.5 GiB.
+    const BOUND: usize = (16 << 20) + (16 << 20) + (4 << 20) + (4 << 20) + (8 << 20);
+    let _serial = serial();
+    let contents = "x".repeat(INPUT);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let before = heap::live();
+    heap::reset_peak();
+    let telemetry = builder(Some(&refused_origin()), dir.path(), &[])
+        .flush_interval(Duration::from_secs(3))
+        .start();
+    for _ in 0..EVENTS {
+        telemetry.capture(&Uploaded {
+            contents: &contents,
+        });
+    }
+    let stats = telemetry.shutdown(PATIENCE);
+    let peak = heap::peak() - before;
+    assert_accounted(&stats);
+    assert_eq!(stats.captured, u64::from(EVENTS));
+    assert!(
+        peak < BOUND,
+        "the heap grew by {} KiB, beyond {} KiB",
+        peak >> 10,
+        BOUND >> 10
+    );
+    assert!(stats.spooled > 0, "{stats:?}");
+    assert_eq!(stats.dropped.too_large, 0, "their JSON fits: {stats:?}");
+}
+
 /// The probe program capturing `events`, sharing `state` as its home and state directory.
 fn probe(events: u32, state: &Path, vars: &[(&str, &str)]) -> Command {
     let mut command = support::probe(&[&events.to_string()], state, vars);

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -416,6 +416,11 @@ pub(crate) struct Shared {
     gate: AtomicU64,
     /// Set when a capture found the queue full, cleared when one was queued.
     refusing: AtomicBool,
+    /// Bytes of the queued tapes larger than `max_event_bytes`: a tape holds what `#[hash]`
+    /// and `#[scrub]` fields are given in full, so an event whose JSON fits can take far more
+    /// memory until the background thread replays it. At most `max_buffer_bytes` of them wait
+    /// in the queue; beyond that, such events are dropped as if the queue were full.
+    oversized: AtomicUsize,
     pub counters: Counters,
     pub events_tx: Sender<Captured>,
     pub events_rx: Receiver<Captured>,
@@ -552,6 +557,7 @@ impl Shared {
             common_properties: OnceLock::new(),
             gate: AtomicU64::new(0),
             refusing: AtomicBool::new(false),
+            oversized: AtomicUsize::new(0),
             counters: Counters::default(),
             events_tx,
             events_rx,
@@ -688,23 +694,30 @@ impl Shared {
             match encoded {
                 Ok(Ok(properties)) if properties.may_fit(self.settings.limits.max_event_bytes) => {
                     self.ensure_worker();
-                    let captured = Captured {
-                        name,
-                        at,
-                        properties,
-                    };
-                    let sent = self.events_tx.try_send(captured);
-                    if self.refusing.load(Ordering::Relaxed) != sent.is_err() {
-                        self.refusing.store(sent.is_err(), Ordering::Relaxed);
-                    }
-                    match sent {
-                        Ok(()) => self
-                            .doorbell
-                            .nudge(|| self.events_tx.len(), self.settings.limits.batch_size),
-                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                            Counters::add(&self.counters.queue_full, 1);
-                            self.doorbell.ring();
+                    let oversized = self.oversized(&properties);
+                    if self.reserve_oversized(oversized) {
+                        let captured = Captured {
+                            name,
+                            at,
+                            properties,
+                        };
+                        let sent = self.events_tx.try_send(captured);
+                        if self.refusing.load(Ordering::Relaxed) != sent.is_err() {
+                            self.refusing.store(sent.is_err(), Ordering::Relaxed);
                         }
+                        match sent {
+                            Ok(()) => self
+                                .doorbell
+                                .nudge(|| self.events_tx.len(), self.settings.limits.batch_size),
+                            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                                self.release_oversized(oversized);
+                                Counters::add(&self.counters.queue_full, 1);
+                                self.doorbell.ring();
+                            }
+                        }
+                    } else {
+                        Counters::add(&self.counters.queue_full, 1);
+                        self.doorbell.ring();
                     }
                     None
                 }
@@ -730,6 +743,43 @@ impl Shared {
         {
             log::warn!("dropped a `{name}` event: {reason}");
         }
+    }
+
+    /// How much of [`Shared::oversized`] a tape counts against: its size when it is larger
+    /// than `max_event_bytes`, else nothing (the queue's length bounds those).
+    fn oversized(&self, properties: &Properties) -> usize {
+        let size = properties.bytes.len();
+        if size > self.settings.limits.max_event_bytes {
+            size
+        } else {
+            0
+        }
+    }
+
+    /// Counts `size` bytes of oversized tapes as queued, unless that would pass the limit.
+    fn reserve_oversized(&self, size: usize) -> bool {
+        if size == 0 {
+            return true;
+        }
+        let before = self.oversized.fetch_add(size, Ordering::AcqRel);
+        if before.saturating_add(size) > self.settings.limits.max_buffer_bytes {
+            self.oversized.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release_oversized(&self, size: usize) {
+        if size > 0 {
+            self.oversized.fetch_sub(size, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes the next event off the queue, without waiting.
+    pub(crate) fn take_queued(&self) -> Option<Captured> {
+        let captured = self.events_rx.try_recv().ok()?;
+        self.release_oversized(self.oversized(&captured.properties));
+        Some(captured)
     }
 
     /// Starts the background thread unless it runs already.
@@ -841,7 +891,7 @@ impl Shared {
         }
         outbox.closed = true;
         let mut random = crate::worker::RandomPool::new();
-        while let Ok(captured) = self.events_rx.try_recv() {
+        while let Some(captured) = self.take_queued() {
             outbox.push_back(Line::recorded(captured, random.take()));
         }
         let lines = outbox.take_front(usize::MAX);

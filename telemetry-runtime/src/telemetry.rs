@@ -735,7 +735,10 @@ impl Builder {
     }
 
     /// The most bytes of events held in memory while the endpoint is slow or failing; older
-    /// events beyond it are spooled. At least 4 MiB, the largest request. Default: 16 MiB.
+    /// events beyond it are spooled. It also bounds the queued events whose recorded inputs
+    /// exceed `max_event_bytes` (a large value behind `#[hash]` or `#[scrub]` whose JSON still
+    /// fits): more of them are dropped as if the queue were full. At least 4 MiB, the largest
+    /// request. Default: 16 MiB.
     pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_buffer_bytes = bytes.max(self.limits.max_batch_bytes);
         self

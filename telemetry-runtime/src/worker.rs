@@ -272,7 +272,7 @@ impl<'a> Worker<'a> {
         let most = most.min(self.shared.events_rx.len());
         let mut accepted = 0;
         while accepted < most {
-            let Ok(captured) = self.shared.events_rx.try_recv() else {
+            let Some(captured) = self.shared.take_queued() else {
                 break;
             };
             outbox.push_back(Line::recorded(captured, self.random.take()));
