@@ -8,8 +8,9 @@
 //! or degrades (a temporary identity, off, no spool) and its status says why, and a later run
 //! with a healthy directory works.
 //!
-//! Permission bits do not stop root: the cases that rely on them say so in the output and
-//! check only what still holds.
+//! Permission bits do not stop root: run as root, the cases that rely on them say so on the
+//! terminal and check only what still holds, and the whole suite runs once more as `nobody`
+//! (through `setpriv`), where every check runs.
 
 #![deny(warnings, unused_qualifications)]
 
@@ -82,8 +83,47 @@ fn permissions_bind() -> bool {
     binds
 }
 
+/// Says on the terminal, past the test harness's capture of `println!`, what root skips.
 fn skipped_as_root(what: &str) {
-    println!("skipped as root (permission bits do not stop root): {what}");
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped as root (permission bits do not stop root): {what}"
+    );
+}
+
+/// Set in the environment of the suite's run as an unprivileged user.
+const UNPRIVILEGED: &str = "TELEMETRY_TESTS_UNPRIVILEGED";
+
+/// Run as root, this runs the whole suite again as `nobody`, so that the checks permission
+/// bits decide are made too. Where `setpriv` is missing or `nobody` cannot run this binary
+/// (a checkout in a private directory), it says so instead.
+#[test]
+fn the_checks_root_skips_run_as_an_unprivileged_user() {
+    if std::env::var_os(UNPRIVILEGED).is_some() || permissions_bind() {
+        return;
+    }
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let ran = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&test_binary)
+        .env(UNPRIVILEGED, "1")
+        .env_remove("TMPDIR")
+        .output();
+    match ran {
+        Ok(output) if output.status.success() => {}
+        // The test harness's exit code for failed tests.
+        Ok(output) if output.status.code() == Some(101) => panic!(
+            "as nobody, the suite failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Ok(output) => skipped_as_root(&format!(
+            "running the suite as nobody: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(error) => skipped_as_root(&format!("running the suite as nobody: setpriv: {error}")),
+    }
 }
 
 /// A file and a directory outside the state directory, with contents that must stay as they
