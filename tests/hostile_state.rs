@@ -513,6 +513,74 @@ fn a_spool_directory_that_is_a_link_file_or_fifo_is_replaced_not_followed() {
     }
 }
 
+/// Another user's file in the state directory (one that could write to it, or root) is never
+/// believed: a saved choice it holds is off, and an id or key it holds is replaced. Only root
+/// can give a file away, so only root makes these cases.
+#[test]
+fn state_files_another_user_owns_are_not_believed() {
+    use std::os::unix::fs::MetadataExt as _;
+    if permissions_bind() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped unless root: only root can give a file to another user"
+        );
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let first = run(root.path(), None, &[]);
+    let key_before = fs::read(state.join("hash-key")).unwrap();
+    for name in ["installation-id", "hash-key"] {
+        std::os::unix::fs::chown(state.join(name), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let choice = state.join("consent");
+    fs::write(&choice, "on\n").unwrap();
+    std::os::unix::fs::chown(&choice, Some(NOBODY), Some(NOBODY)).unwrap();
+    let receiver = Receiver::healthy();
+    let foreign = run(root.path(), Some(&receiver), &[]);
+    assert_eq!(foreign.status.mode, Mode::Off);
+    let summary = foreign.status.summary();
+    assert!(summary.contains("another user owns it"), "{summary}");
+    assert!(foreign.bodies.is_empty());
+
+    // Without the foreign choice, the id and key are this user's own again, and new.
+    fs::remove_file(&choice).unwrap();
+    let replaced = run(root.path(), Some(&receiver), &[]);
+    assert_eq!(replaced.status.mode, Mode::On);
+    assert_ne!(replaced.installation_id, first.installation_id);
+    for name in ["installation-id", "hash-key"] {
+        let meta = fs::metadata(state.join(name)).unwrap();
+        assert_ne!(meta.uid(), NOBODY, "{name}");
+    }
+    assert_ne!(fs::read(state.join("hash-key")).unwrap(), key_before);
+}
+
+/// A state directory that exists already, open to others (made by hand or by an older
+/// version), is made private, and so is its spool.
+#[test]
+fn an_existing_state_directory_open_to_others_is_made_private() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    let spool = state.join("spool");
+    fs::create_dir_all(&spool).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = refused_origin();
+    let guard = builder(Some(&refused), root.path(), &[])
+        .max_attempts(1)
+        .start();
+    guard.capture(&job(1));
+    let stats = guard.shutdown(PATIENCE);
+    assert_eq!(stats.spooled, 1, "{stats:?}");
+    for dir in [&state, &spool] {
+        let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}
+
 #[test]
 fn a_hostile_saved_choice_is_off_says_why_and_a_new_choice_replaces_it() {
     let binds = permissions_bind();

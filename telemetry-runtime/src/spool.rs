@@ -150,7 +150,8 @@ impl Spool {
     /// Creates the spool directory, first removing whatever else is in its place.
     fn prepare_dir(&self) -> io::Result<()> {
         match fs::symlink_metadata(&self.dir) {
-            Ok(meta) if meta.is_dir() => return Ok(()),
+            // Made private if it is not.
+            Ok(meta) if meta.is_dir() => return create_private_dir(&self.dir),
             Ok(_) => {
                 log::warn!(
                     "telemetry: {} is not a directory; replacing it",

@@ -34,7 +34,8 @@ pub(crate) const LOG_FILE: &str = "events.jsonl";
 /// Where the log goes when it reaches its size limit; the one before is discarded.
 pub(crate) const OLD_LOG_FILE: &str = "events.1.jsonl";
 
-/// Creates `dir` (and missing parents) with mode 0700.
+/// Creates `dir` (and missing parents) with mode 0700. A `dir` that exists already, belongs to
+/// this user and is open to others (made by hand, or by an older version) is made 0700.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -52,10 +53,29 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
             _ => error,
         });
     }
-    if !fs::metadata(dir)?.is_dir() {
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
         return Err(not_a_directory());
     }
+    #[cfg(unix)]
+    if owned_by_me(&meta) && open_to_others(&meta, 0o077) {
+        // Best effort: a file system that ignores modes keeps what it has.
+        let _ = fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
     Ok(())
+}
+
+/// Whether this process's user owns what `meta` describes.
+#[cfg(unix)]
+fn owned_by_me(meta: &fs::Metadata) -> bool {
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::os::unix::fs::MetadataExt::uid(meta) == me
+}
+
+#[cfg(not(unix))]
+fn owned_by_me(_: &fs::Metadata) -> bool {
+    true
 }
 
 /// Whether new files can be created in `dir`: a state directory that cannot take them can keep
@@ -264,7 +284,16 @@ pub(crate) fn read_small_checked(path: &Path, refused_bits: u32) -> io::Result<V
     if !file.metadata()?.is_file() {
         return Err(not_regular());
     }
-    if refused_bits != 0 && open_to_others(&file.metadata()?, refused_bits) {
+    let meta = file.metadata()?;
+    // Another user's file could say anything: that this user opted in, or which key to hash
+    // with.
+    if !owned_by_me(&meta) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "another user owns it",
+        ));
+    }
+    if refused_bits != 0 && open_to_others(&meta, refused_bits) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             if refused_bits & 0o044 != 0 {
