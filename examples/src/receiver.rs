@@ -1,6 +1,6 @@
 //! A PostHog-compatible receiver: it accepts what PostHog's capture API accepts on `/batch/`,
-//! `/capture/`, `/e/` and `/i/v0/e/`, answers as PostHog does, and keeps every event it got.
-//! It listens on 127.0.0.1 only.
+//! `/capture/`, `/e/` and `/i/v0/e/`, answers as PostHog does, and keeps every request it got,
+//! those it refused too. It listens on 127.0.0.1 only.
 
 use std::io::Read as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,9 +8,11 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-/// One request as it arrived, its body decompressed.
+/// One request as it arrived, its body decompressed, and how it was answered.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The status it was answered with: 200, or 400 or 404 for what PostHog would refuse.
+    pub status: u16,
     /// The path, such as `/batch/`.
     pub path: String,
     /// The URL as requested: the path and any query.
@@ -19,9 +21,10 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The body's bytes as they arrived, gzipped when they were.
     pub raw: Vec<u8>,
-    /// The body, decompressed when it was gzipped.
+    /// The body, decompressed when it was gzipped; empty when it was not valid gzip or UTF-8.
     pub body: String,
-    /// The events it carried: the `batch` array, or the one event of a single capture.
+    /// The events it carried: the `batch` array, or the one event of a single capture; none
+    /// when it was refused.
     pub events: Vec<Value>,
 }
 
@@ -66,7 +69,7 @@ impl Receiver {
         &self.origin
     }
 
-    /// Every request received so far, in order.
+    /// Every request received so far, in order, those refused too.
     pub fn requests(&self) -> Vec<Received> {
         lock(&self.received).clone()
     }
@@ -111,30 +114,34 @@ fn serve(server: &tiny_http::Server, received: &Mutex<Vec<Received>>) {
             .collect();
         let accepted = request.method() == &tiny_http::Method::Post
             && ["/batch/", "/capture/", "/e/", "/i/v0/e/"].contains(&path.as_str());
-        let (status, answer) = if accepted {
-            match read_body(&mut request) {
-                Some((raw, body)) => match events_of(&body) {
-                    Some(events) => {
-                        lock(received).push(Received {
-                            path,
-                            url,
-                            headers,
-                            raw,
-                            body,
-                            events,
-                        });
-                        (200, r#"{"status":"Ok"}"#)
-                    }
-                    None => (
-                        400,
-                        r#"{"type":"validation_error","code":"invalid_payload"}"#,
-                    ),
-                },
-                None => (400, r#"{"type":"validation_error","code":"invalid_body"}"#),
-            }
-        } else {
-            (404, r#"{"type":"not_found"}"#)
+        let mut raw = Vec::new();
+        let read = request.as_reader().read_to_end(&mut raw).is_ok();
+        let body = read.then(|| decode(&raw)).flatten();
+        let (status, answer, events) = match (&body, accepted) {
+            (_, false) => (404, r#"{"type":"not_found"}"#, Vec::new()),
+            (None, true) => (
+                400,
+                r#"{"type":"validation_error","code":"invalid_body"}"#,
+                Vec::new(),
+            ),
+            (Some(body), true) => match events_of(body) {
+                Some(events) => (200, r#"{"status":"Ok"}"#, events),
+                None => (
+                    400,
+                    r#"{"type":"validation_error","code":"invalid_payload"}"#,
+                    Vec::new(),
+                ),
+            },
         };
+        lock(received).push(Received {
+            status,
+            path,
+            url,
+            headers,
+            raw,
+            body: body.unwrap_or_default(),
+            events,
+        });
         let response = tiny_http::Response::from_string(answer)
             .with_status_code(status)
             .with_header(
@@ -145,20 +152,17 @@ fn serve(server: &tiny_http::Server, received: &Mutex<Vec<Received>>) {
     }
 }
 
-/// The body's bytes as they arrived, and as text, gunzipped when it is gzip.
-fn read_body(request: &mut tiny_http::Request) -> Option<(Vec<u8>, String)> {
-    let mut raw = Vec::new();
-    request.as_reader().read_to_end(&mut raw).ok()?;
-    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+/// A body's bytes as text, gunzipped when they are gzip.
+fn decode(raw: &[u8]) -> Option<String> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .read_to_string(&mut text)
             .ok()?;
-        text
+        Some(text)
     } else {
-        String::from_utf8(raw.clone()).ok()?
-    };
-    Some((raw, text))
+        String::from_utf8(raw.to_vec()).ok()
+    }
 }
 
 /// The events of a `/batch/` body (`{"api_key", "batch": [...]}`) or of a single event's.

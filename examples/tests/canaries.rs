@@ -391,6 +391,8 @@ impl World {
         let requests = self.sandbox.receiver.requests();
         assert!(!requests.is_empty(), "nothing was sent");
         for request in &requests {
+            // A refused request is checked as well, and is a failure of its own.
+            assert_eq!(request.status, 200, "a request was refused: {}", request.url);
             let headers: String = request
                 .headers
                 .iter()
