@@ -194,11 +194,10 @@ impl Endpoint {
     }
 }
 
-/// `localhost` or an address in 127.0.0.0/8 or `::1`.
+/// `localhost` or an address in 127.0.0.0/8 or `::1`. Names under `.localhost` are not:
+/// a resolver that does not know them may ask DNS, which could answer any address.
 fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The proxy to reach `endpoint` through, from `HTTPS_PROXY` or `ALL_PROXY` (either case),
@@ -337,6 +336,7 @@ mod tests {
             "http://10.0.0.1:8000",
             "http://127.example.com",
             "http://[::2]",
+            "http://app.localhost:8000",
         ] {
             assert!(
                 matches!(Endpoint::parse(url), Err(EndpointError::PlainHttp(_))),
