@@ -1222,9 +1222,10 @@ proptest! {
     fn truncation_keeps_whole_characters_of_a_prefix(text in text(), max_len in max_len()) {
         let cut = telemetry_runtime::scrub(&text, max_len);
         prop_assert!(cut.text.len() <= max_len, "{} bytes for {}", cut.text.len(), max_len);
-        prop_assert!(std::str::from_utf8(cut.text.as_bytes()).is_ok());
         let whole = telemetry_runtime::scrub(&text, usize::MAX / 8);
         prop_assert!(!whole.truncated);
+        // The cut falls between two characters of the whole text, never inside one.
+        prop_assert!(whole.text.is_char_boundary(cut.text.len().min(whole.text.len())));
         prop_assert!(
             whole.text.starts_with(&cut.text),
             "{:?} is not the start of {:?}",
@@ -1595,13 +1596,22 @@ proptest! {
         prop_assert_eq!(stats.dropped.too_large, too_large, "{:?}", stats);
         prop_assert_eq!(sent.len(), fitting.len(), "{:?}", stats);
         let mut digests: HashMap<&str, &Value> = HashMap::new();
+        let mut common: Option<Vec<String>> = None;
         for (event, (inputs, expected)) in sent.iter().zip(fitting) {
             let mut properties = event["properties"]
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            // The event's own properties; those added to every event are tested elsewhere.
+            // The event's own properties; those added to every event are tested elsewhere,
+            // and here must be the same names on every event.
             let mut expected = expected.as_object().cloned().unwrap_or_default();
+            let others: Vec<String> = properties
+                .keys()
+                .filter(|name| !expected.contains_key(*name))
+                .cloned()
+                .collect();
+            let common = common.get_or_insert_with(|| others.clone());
+            prop_assert_eq!(&*common, &others, "an event has properties of its own");
             properties.retain(|name, _| expected.contains_key(name));
             let digest = properties.remove("name").unwrap_or_default();
             prop_assert!(is_digest(&digest), "{}", digest);
