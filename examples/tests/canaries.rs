@@ -392,7 +392,11 @@ impl World {
         assert!(!requests.is_empty(), "nothing was sent");
         for request in &requests {
             // A refused request is checked as well, and is a failure of its own.
-            assert_eq!(request.status, 200, "a request was refused: {}", request.url);
+            assert_eq!(
+                request.status, 200,
+                "a request was refused: {}",
+                request.url
+            );
             let headers: String = request
                 .headers
                 .iter()
@@ -447,6 +451,26 @@ impl World {
                 &[],
             );
         }
+    }
+
+    /// Runs `command` against an endpoint that refuses connections, so that what it sends
+    /// is spooled, and checks that the spool holds it and no canary.
+    fn assert_spooled_clean(&self, mut command: Command, echoed: &[&str]) {
+        command
+            .env(
+                format!("{}_TELEMETRY_ENDPOINT", self.prefix),
+                refused_origin(),
+            )
+            .env(format!("{}_TELEMETRY", self.prefix), "on");
+        self.run_ok(&mut command, echoed);
+        self.assert_spool_clean();
+    }
+
+    /// Checks that the spool holds events, and no canary.
+    fn assert_spool_clean(&self) {
+        let spool = files_under(&self.state_dir().join("spool"));
+        assert!(!spool.is_empty(), "nothing was spooled");
+        self.assert_state_clean();
     }
 
     /// The events of the local log, which must exist.
@@ -718,7 +742,7 @@ fn jobs_leaks_no_canary() {
 }
 
 #[test]
-fn jobs_local_log_holds_no_canary() {
+fn jobs_local_log_and_spool_hold_no_canary() {
     let mut world = jobs_world();
     let image = world.canaries.add("image", "canaryimagej24");
     let image = world
@@ -730,6 +754,7 @@ fn jobs_local_log_holds_no_canary() {
     command.env("JOBS_TELEMETRY", "local");
     world.run_ok(&mut command, &[]);
     world.assert_logged_locally(&["app_started", "job_submitted", "job_finished", "command"]);
+    world.assert_spooled_clean(world.command(&["run", text(&spec)]), &[]);
 }
 
 fn agent_world() -> World {
@@ -815,12 +840,13 @@ fn agent_leaks_no_canary() {
 }
 
 #[test]
-fn agent_local_log_holds_no_canary() {
+fn agent_local_log_and_spool_hold_no_canary() {
     let world = agent_world();
     let mut command = world.command(&["run", "--exit-after", "0"]);
     command.env("AGENT_TELEMETRY", "local");
     world.run_ok(&mut command, &[]);
     world.assert_logged_locally(&["app_started", "agent_configured", "command", "app_stopped"]);
+    world.assert_spooled_clean(world.command(&["run", "--exit-after", "0"]), &[]);
 }
 
 fn bench_world() -> World {
@@ -950,7 +976,7 @@ fn bench_leaks_no_canary() {
 }
 
 #[test]
-fn bench_local_log_holds_no_canary() {
+fn bench_local_log_and_spool_hold_no_canary() {
     let mut world = bench_world();
     let dataset = write_bench_dataset(&mut world);
     let mut command = world.command(&["run", "--dataset", text(&dataset)]);
@@ -968,6 +994,18 @@ fn bench_local_log_holds_no_canary() {
         ],
     );
     world.assert_logged_locally(&["batch_started", "task_failed", "command"]);
+    world.assert_spooled_clean(
+        world.command(&["run", "--dataset", text(&dataset)]),
+        &[
+            "environment name",
+            "failing environment name",
+            "failure message",
+            "path in a failure message",
+            "dataset directory",
+            "dataset name",
+            "working directory",
+        ],
+    );
 }
 
 fn api_world() -> World {
@@ -1130,7 +1168,7 @@ fn api_leaks_no_canary() {
 }
 
 #[test]
-fn api_local_log_holds_no_canary() {
+fn api_local_log_and_spool_hold_no_canary() {
     let mut world = api_world();
     api_canaries(&mut world);
     let server = api_serve(&world, &[("API_TELEMETRY", "local")]);
@@ -1143,4 +1181,16 @@ fn api_local_log_holds_no_canary() {
         "server_error_found",
         "command",
     ]);
+    let refused = refused_origin();
+    let server = api_serve(&world, &[("API_TELEMETRY_ENDPOINT", refused.as_str())]);
+    api_requests(&mut world, &server);
+    let output = server.stop("TERM");
+    world.check_printed(&Command::new("api serve"), &output, &[]);
+    world.assert_spool_clean();
+}
+
+/// An origin on 127.0.0.1 where nothing listens: connecting is refused.
+fn refused_origin() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    format!("http://{}", listener.local_addr().expect("an address"))
 }
