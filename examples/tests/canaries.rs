@@ -105,7 +105,8 @@ impl Canaries {
             needles.push(Needle {
                 field,
                 form: "SHA-256 hex",
-                bytes: hex(&digest).into_bytes(),
+                // A prefix: a digest cut short is found too.
+                bytes: hex(&digest).as_bytes()[..16].to_vec(),
                 any_case: true,
             });
             // Unpadded: what a padded encoding starts with too.
@@ -116,7 +117,7 @@ impl Canaries {
                 needles.push(Needle {
                     field,
                     form,
-                    bytes: engine.encode(&digest).into_bytes(),
+                    bytes: engine.encode(&digest).as_bytes()[..16].to_vec(),
                     any_case: false,
                 });
             }
@@ -556,6 +557,25 @@ fn jobs_spec(canaries: &mut Canaries, image: &str, command: &str) -> String {
     let result_name = c("result name", "CANARYresultJ20");
     let result_path = c("result path", "CANARYresultpathJ21");
     let domain = c("domain", "canarydomainj22");
+    // The whole values the canaries are part of: a field's unkeyed digest would be of these.
+    for (field, whole) in [
+        (
+            "input URL",
+            format!("https://{url_host}.example/{url_path}.csv"),
+        ),
+        ("input source path", format!("/home/{source_path}")),
+        ("input target", format!("/inputs/{target}")),
+        ("result path", format!("/outputs/{result_path}")),
+        ("domain", format!("{domain}.example")),
+        ("label", format!("{label_key}={label_value}")),
+        ("label", format!("{label_key}:{label_value}")),
+        ("meta", format!("{meta_key}={meta_value}")),
+        ("env", format!("{env_name}={env_value}")),
+        ("engine variable", format!("{engine_var}={engine_value}")),
+        ("parameter", format!("{command} --tag {parameter}")),
+    ] {
+        canaries.value(field, whole);
+    }
     format!(
         "\
 Name: {name}
