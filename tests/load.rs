@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{PATIENCE, Receiver, assert_accounted, builder, job, refused_origin, spooled_uuids};
+use telemetry_runtime::Stats;
 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
@@ -116,6 +117,23 @@ fn bytes_in(dir: &Path) -> u64 {
     })
 }
 
+/// Runs `burst`, and returns its accounting (checked) and how much the heap grew at most,
+/// which must stay below `bound`.
+fn heap_bounded(bound: usize, burst: impl FnOnce() -> Stats) -> Stats {
+    let before = heap::live();
+    heap::reset_peak();
+    let stats = burst();
+    let peak = heap::peak() - before;
+    assert_accounted(&stats);
+    assert!(
+        peak < bound,
+        "the heap grew by {} KiB, beyond {} KiB",
+        peak >> 10,
+        bound >> 10
+    );
+    stats
+}
+
 /// With the endpoint down, a burst of a million events costs memory bounded by the settings,
 /// not by the number of events, and the spool stays within its limit: beyond both, events are
 /// dropped and counted.
@@ -130,25 +148,17 @@ fn a_burst_of_a_million_with_the_endpoint_down_is_bounded() {
     const BOUND: usize = (16 << 20) + (4 << 20) + (4 << 20) + 10_000 * 2048 + (4 << 20);
     let _serial = serial();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let before = heap::live();
-    heap::reset_peak();
-    let telemetry = builder(Some(&refused_origin()), dir.path(), &[])
-        .spool_limits(SPOOL_BYTES, Duration::from_secs(7 * 24 * 3600))
-        .flush_interval(Duration::from_secs(3))
-        .start();
-    for n in 0..EVENTS {
-        telemetry.capture(&job(n));
-    }
-    let stats = telemetry.shutdown(PATIENCE);
-    let peak = heap::peak() - before;
-    assert_accounted(&stats);
+    let stats = heap_bounded(BOUND, || {
+        let telemetry = builder(Some(&refused_origin()), dir.path(), &[])
+            .spool_limits(SPOOL_BYTES, Duration::from_secs(7 * 24 * 3600))
+            .flush_interval(Duration::from_secs(3))
+            .start();
+        for n in 0..EVENTS {
+            telemetry.capture(&job(n));
+        }
+        telemetry.shutdown(PATIENCE)
+    });
     assert_eq!(stats.captured, u64::from(EVENTS));
-    assert!(
-        peak < BOUND,
-        "the heap grew by {} KiB, beyond {} KiB",
-        peak >> 10,
-        BOUND >> 10
-    );
     let spool = bytes_in(&dir.path().join("state").join("spool"));
     assert!(
         spool > 0 && spool <= SPOOL_BYTES,
@@ -177,33 +187,27 @@ struct Uploaded<'a> {
 fn a_burst_of_large_inputs_is_bounded_too() {
     const EVENTS: u32 = 2_000;
     const INPUT: usize = 256 << 10;
-    // `max_buffer_bytes` (16 MiB) of large inputs in the queue, as much again in the outbox,
-    // one request body and the spool's room (4 MiB each), plus 8 MiB for the rest. Without a
-    // bound, the queue alone would hold 10,000 of them: 2.5 GiB.
-    const BOUND: usize = (16 << 20) + (16 << 20) + (4 << 20) + (4 << 20) + (8 << 20);
+    // `max_buffer_bytes` (16 MiB) of large inputs in the queue; in the outbox, as much again
+    // plus what the background thread has just taken off the queue before it spools the
+    // oldest (at most the queue's 16 MiB); one request body and the spool's room (4 MiB
+    // each), plus 8 MiB for the rest. Without a bound, the queue alone would hold 10,000 of
+    // them: 2.5 GiB.
+    const BOUND: usize = 3 * (16 << 20) + (4 << 20) + (4 << 20) + (8 << 20);
     let _serial = serial();
     let contents = "x".repeat(INPUT);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let before = heap::live();
-    heap::reset_peak();
-    let telemetry = builder(Some(&refused_origin()), dir.path(), &[])
-        .flush_interval(Duration::from_secs(3))
-        .start();
-    for _ in 0..EVENTS {
-        telemetry.capture(&Uploaded {
-            contents: &contents,
-        });
-    }
-    let stats = telemetry.shutdown(PATIENCE);
-    let peak = heap::peak() - before;
-    assert_accounted(&stats);
+    let stats = heap_bounded(BOUND, || {
+        let telemetry = builder(Some(&refused_origin()), dir.path(), &[])
+            .flush_interval(Duration::from_secs(3))
+            .start();
+        for _ in 0..EVENTS {
+            telemetry.capture(&Uploaded {
+                contents: &contents,
+            });
+        }
+        telemetry.shutdown(PATIENCE)
+    });
     assert_eq!(stats.captured, u64::from(EVENTS));
-    assert!(
-        peak < BOUND,
-        "the heap grew by {} KiB, beyond {} KiB",
-        peak >> 10,
-        BOUND >> 10
-    );
     assert!(stats.spooled > 0, "{stats:?}");
     assert_eq!(stats.dropped.too_large, 0, "their JSON fits: {stats:?}");
 }
