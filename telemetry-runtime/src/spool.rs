@@ -92,6 +92,8 @@ pub(crate) struct Restored {
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
     pub lines: Vec<Restored>,
+    /// Bytes of the files claimed.
+    pub bytes: u64,
     /// Counted lines that were not valid events (a file cut short by a crash, or edited), too
     /// large, or older than the age limit: read, and dropped.
     pub discarded: u64,
@@ -310,7 +312,9 @@ impl Spool {
         }
         names.sort();
         for name in names {
-            if claimed.lines.len() >= want {
+            // Files this library wrote add up to at most the spool's limit: beyond that, more
+            // files (put there by something else) wait, so memory stays bounded.
+            if claimed.lines.len() >= want || claimed.bytes >= self.max_bytes.max(1 << 20) {
                 break;
             }
             let path = self.dir.join(&name);
@@ -356,6 +360,7 @@ impl Spool {
         (&mut file)
             .take(self.max_bytes.max(1 << 20))
             .read_to_end(&mut contents)?;
+        claimed.bytes += contents.len() as u64;
         let claim = Arc::new(Claim {
             path: own,
             bytes: contents.len() as u64,
@@ -558,6 +563,38 @@ mod tests {
         assert_eq!(claimed.discarded, 1);
         settle(claimed);
         assert!(!spool.has_files());
+    }
+
+    /// Many files, each within the limit, put there by something else: one claim takes no
+    /// more than about the spool's limit of them, and leaves the rest for later.
+    #[test]
+    fn one_claim_holds_at_most_about_the_spool_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path()); // a limit of 1 MiB
+        fs::create_dir_all(dir.path().join("spool")).unwrap();
+        let line = event(SystemTime::now());
+        let file: String =
+            std::iter::repeat_n(format!("{line}\n"), (256 << 10) / line.len()).collect();
+        for n in 0..40 {
+            fs::write(
+                dir.path().join("spool").join(format!("{n:04}-x.jsonl")),
+                &file,
+            )
+            .unwrap();
+        }
+        let claimed = spool.claim(usize::MAX);
+        assert!(claimed.bytes >= 1 << 20, "{}", claimed.bytes);
+        assert!(
+            claimed.bytes <= (1 << 20) + file.len() as u64,
+            "{}",
+            claimed.bytes
+        );
+        let left = fs::read_dir(dir.path().join("spool"))
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".jsonl"))
+            .count();
+        assert!(left >= 30, "{left} files left");
     }
 
     #[test]
