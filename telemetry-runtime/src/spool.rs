@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::value::RawValue;
@@ -48,7 +48,7 @@ pub(crate) struct Spool {
     max_bytes: u64,
     max_age: Duration,
     /// Why the last write failed, if it did; shared by clones.
-    problem: Arc<Mutex<Option<String>>>,
+    problem: Arc<crate::state::Problem>,
 }
 
 /// The name of the pipeline's own report of dropped events, which is not counted as one of
@@ -135,7 +135,7 @@ impl Spool {
 
     /// Why the last write failed, in words for `status`; `None` once one succeeds again.
     pub(crate) fn problem(&self) -> Option<String> {
-        crate::pipeline::lock(&self.problem).clone()
+        self.problem.get()
     }
 
     /// The spool directory's entries; none when it is missing or not a directory of its own
@@ -253,17 +253,11 @@ impl Spool {
         lines: impl IntoIterator<Item = &'a str>,
         reclaimable: u64,
     ) -> io::Result<usize> {
-        let result = self.write_lines(lines, reclaimable).map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot write to {}: {error}", self.dir.display()),
-            )
-        });
-        *crate::pipeline::lock(&self.problem) = result
-            .as_ref()
-            .err()
-            .map(|error| format!("events that cannot be sent now are not kept: {error}"));
-        result
+        self.problem.record(
+            self.write_lines(lines, reclaimable),
+            format_args!("cannot write to {}", self.dir.display()),
+            "events that cannot be sent now are not kept",
+        )
     }
 
     fn write_lines<'a>(

@@ -497,13 +497,41 @@ fn parse_key(text: &[u8]) -> Option<[u8; HashKey::LEN]> {
     Some(key)
 }
 
+/// Why the last write of a state file failed, in words for `status`; cleared by the next
+/// write that succeeds.
+#[derive(Debug, Default)]
+pub(crate) struct Problem(std::sync::Mutex<Option<String>>);
+
+impl Problem {
+    pub(crate) fn get(&self) -> Option<String> {
+        crate::pipeline::lock(&self.0).clone()
+    }
+
+    /// Passes `result` on, its error saying what was being done (`doing`, naming the path),
+    /// and remembers it as `consequence: error`, or forgets the last one if `result` is `Ok`.
+    pub(crate) fn record<T>(
+        &self,
+        result: io::Result<T>,
+        doing: impl std::fmt::Display,
+        consequence: &str,
+    ) -> io::Result<T> {
+        let result =
+            result.map_err(|error| io::Error::new(error.kind(), format!("{doing}: {error}")));
+        *crate::pipeline::lock(&self.0) = result
+            .as_ref()
+            .err()
+            .map(|error| format!("{consequence}: {error}"));
+        result
+    }
+}
+
 /// The local log of `local` mode: JSON lines, bounded by rotating into one older file.
 pub(crate) struct LocalLog {
     path: PathBuf,
     old: PathBuf,
     max_bytes: u64,
     /// Why the last append failed, if it did.
-    problem: std::sync::Mutex<Option<String>>,
+    problem: Problem,
 }
 
 impl LocalLog {
@@ -512,13 +540,13 @@ impl LocalLog {
             path: dir.join(LOG_FILE),
             old: dir.join(OLD_LOG_FILE),
             max_bytes,
-            problem: std::sync::Mutex::default(),
+            problem: Problem::default(),
         }
     }
 
     /// Why the last append failed, in words for `status`; `None` once one succeeds again.
     pub(crate) fn problem(&self) -> Option<String> {
-        crate::pipeline::lock(&self.problem).clone()
+        self.problem.get()
     }
 
     /// The current log file.
@@ -534,17 +562,11 @@ impl LocalLog {
             chunk.extend_from_slice(line.as_bytes());
             chunk.push(b'\n');
         }
-        let result = self.append_chunk(&chunk).map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot write {}: {error}", self.path.display()),
-            )
-        });
-        *crate::pipeline::lock(&self.problem) = result
-            .as_ref()
-            .err()
-            .map(|error| format!("events are not recorded: {error}"));
-        result
+        self.problem.record(
+            self.append_chunk(&chunk),
+            format_args!("cannot write {}", self.path.display()),
+            "events are not recorded",
+        )
     }
 
     fn append_chunk(&self, chunk: &[u8]) -> io::Result<()> {
