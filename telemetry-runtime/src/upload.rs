@@ -148,13 +148,8 @@ impl Uploader {
 /// Whether `host` is `invalid` or a name under it (a trailing dot allowed), which RFC 6761
 /// reserves as never existing.
 fn is_reserved_invalid(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    host.eq_ignore_ascii_case("invalid")
-        || host
-            .len()
-            .checked_sub(".invalid".len())
-            .and_then(|start| host.get(start..))
-            .is_some_and(|tail| tail.eq_ignore_ascii_case(".invalid"))
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    host == "invalid" || host.ends_with(".invalid")
 }
 
 /// The JSON body of a batch: `api_key_json` is the key as a JSON string literal, `lines`
