@@ -232,8 +232,8 @@ impl Fault {
         match self {
             Fault::Status(status, headers) => {
                 let receiver = Receiver::start(move |_, _| Reply {
-                    status,
                     headers: headers.clone(),
+                    ..Reply::status(status)
                 });
                 (receiver.origin.clone(), Some(receiver), None)
             }

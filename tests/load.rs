@@ -17,7 +17,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{PATIENCE, Receiver, assert_accounted, builder, job, refused_origin, spooled_uuids};
+use support::{
+    PATIENCE, Receiver, Reply, assert_accounted, builder, job, refused_origin, spooled_uuids,
+};
 use telemetry_runtime::Stats;
 
 #[global_allocator]
@@ -226,54 +228,6 @@ fn finish(child: Child) -> Value {
     support::probe_stats(&child.wait_with_output().expect("wait for the probe"))
 }
 
-/// A receiver that never answers the first request (as if the network stalled) and accepts
-/// every later one. It reports each request, and whether it was held, as it arrives.
-struct Stalling {
-    origin: String,
-    requests: mpsc::Receiver<(support::Request, bool)>,
-    server: std::sync::Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Stalling {
-    fn start() -> Stalling {
-        let server =
-            std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
-        let (tx, requests) = mpsc::channel();
-        let serving = std::sync::Arc::clone(&server);
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while let Ok(mut incoming) = serving.recv() {
-                let request = support::Request::read(&mut incoming);
-                let hold = held.is_empty();
-                let _ = tx.send((request, hold));
-                if hold {
-                    held.push(incoming);
-                } else {
-                    let _ =
-                        incoming.respond(tiny_http::Response::from_string("{\"status\":\"Ok\"}"));
-                }
-            }
-        });
-        Stalling {
-            origin: format!("http://127.0.0.1:{port}"),
-            requests,
-            server,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Stalling {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Several processes start at once on one state directory (one installation id comes of it),
 /// spool what they cannot send, and then replay that spool at once while one of them is
 /// killed in the middle of its upload. Afterwards every spooled event has been accepted by a
@@ -308,7 +262,14 @@ fn processes_sharing_state_survive_being_killed_mid_upload() {
     assert_eq!(spooled.len(), PROCESSES * EACH as usize);
 
     // All replay at once; the first request stalls, and its process is killed while waiting.
-    let stalling = Stalling::start();
+    // The first request stalls: it is never answered.
+    let stalling = Receiver::start(|_, index| {
+        if index == 0 {
+            Reply::never()
+        } else {
+            Reply::ok()
+        }
+    });
     let vars = [
         ("PROBE_TELEMETRY_ENDPOINT", stalling.origin.as_str()),
         // Long enough that the stalled process is still waiting when it is killed.
@@ -326,23 +287,10 @@ fn processes_sharing_state_survive_being_killed_mid_upload() {
             let _ = exits.send((index, child.wait_with_output()));
         });
     }
+    let stalled = stalling.next();
     // Each process that did not send the stalled request finishes on its own.
-    let mut accepted: Vec<String> = Vec::new();
-    let mut stalled = None;
     let mut finished = HashSet::new();
-    while stalled.is_none() || finished.len() < PROCESSES - 1 {
-        if stalled.is_none() {
-            let (request, held) = stalling
-                .requests
-                .recv_timeout(PATIENCE)
-                .expect("a request in time");
-            if held {
-                stalled = Some(request);
-            } else {
-                accepted.extend(request.app_uuids());
-            }
-            continue;
-        }
+    while finished.len() < PROCESSES - 1 {
         let (index, output) = exited.recv_timeout(PATIENCE).expect("a process to finish");
         let stats = support::probe_stats(&output.expect("wait for the probe"));
         assert_eq!(
@@ -351,13 +299,11 @@ fn processes_sharing_state_survive_being_killed_mid_upload() {
         );
         finished.insert(index);
     }
-    accepted.extend(
-        stalling
-            .requests
-            .try_iter()
-            .flat_map(|(request, _)| request.app_uuids()),
-    );
-    let stalled = stalled.expect("a request stalled");
+    let mut accepted: Vec<String> = stalling
+        .received()
+        .iter()
+        .flat_map(support::Request::app_uuids)
+        .collect();
     assert!(!stalled.app_uuids().is_empty());
     let (_, victim) = running
         .iter()

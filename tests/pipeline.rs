@@ -198,8 +198,8 @@ fn retry_after_is_honoured() {
     let receiver = Receiver::start(|_, index| {
         if index == 0 {
             Reply {
-                status: 429,
                 headers: vec![("Retry-After", "1".into())],
+                ..Reply::status(429)
             }
         } else {
             Reply::ok()

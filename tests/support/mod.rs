@@ -105,6 +105,9 @@ impl Request {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
+    /// Never answer: the request is kept open until the receiver is dropped, as if the
+    /// network stalled.
+    pub hold: bool,
 }
 
 impl Reply {
@@ -112,6 +115,15 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
+            hold: false,
+        }
+    }
+
+    /// No answer at all; see [`Reply::hold`].
+    pub fn never() -> Reply {
+        Reply {
+            hold: true,
+            ..Reply::ok()
         }
     }
 
@@ -129,7 +141,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Answers every request with `respond(request, index)`, which may block to hold a request.
+    /// Answers every request with `respond(request, index)`, which may block to hold up the
+    /// requests after it, or hold just this one with [`Reply::never`].
     pub fn start(mut respond: impl FnMut(&Request, usize) -> Reply + Send + 'static) -> Receiver {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
@@ -137,11 +150,16 @@ impl Receiver {
         let serving = Arc::clone(&server);
         let thread = std::thread::spawn(move || {
             let mut index = 0;
+            let mut held = Vec::new();
             while let Ok(mut incoming) = serving.recv() {
                 let request = Request::read(&mut incoming);
                 let _ = tx.send(request.clone());
                 let reply = respond(&request, index);
                 index += 1;
+                if reply.hold {
+                    held.push(incoming);
+                    continue;
+                }
                 let mut response = tiny_http::Response::from_string("{\"status\":\"Ok\"}")
                     .with_status_code(reply.status);
                 for (name, value) in reply.headers {
