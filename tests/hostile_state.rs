@@ -83,13 +83,17 @@ fn permissions_bind() -> bool {
     binds
 }
 
-/// Says on the terminal, past the test harness's capture of `println!`, what root skips.
+/// Says on the terminal what root skips.
 fn skipped_as_root(what: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
+    tell(&format!(
         "skipped as root (permission bits do not stop root): {what}"
-    );
+    ));
+}
+
+/// Writes `line` to the terminal, past the test harness's capture of `println!`.
+fn tell(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Set in the environment of the suite's run as an unprivileged user.
@@ -537,11 +541,7 @@ fn a_spool_directory_that_is_a_link_file_or_fifo_is_replaced_not_followed() {
 fn state_files_another_user_owns_are_not_believed() {
     use std::os::unix::fs::MetadataExt as _;
     if permissions_bind() {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped unless root: only root can give a file to another user"
-        );
+        tell("skipped unless root: only root can give a file to another user");
         return;
     }
     const NOBODY: u32 = 65534;
@@ -845,10 +845,6 @@ fn timed(mut command: Command) -> Output {
     output
 }
 
-fn probe_stats(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).expect("the probe prints its stats as JSON")
-}
-
 /// The status the probe printed.
 fn probe_status(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -878,7 +874,7 @@ fn a_full_disk_before_the_identity_is_saved_means_a_temporary_one_that_says_why(
         ("PROBE_STATUS", "1"),
     ];
     let output = probe_on_full_disk(0, &["5"], home.path(), &vars);
-    let stats = probe_stats(&output);
+    let stats = support::probe_stats(&output);
     assert_probe_accounted(&stats);
     // Sent, under an identity of this process only.
     assert_eq!(stats["delivered"], 5, "{stats}");
@@ -892,7 +888,10 @@ fn a_full_disk_before_the_identity_is_saved_means_a_temporary_one_that_says_why(
     let status = probe_status(&output);
     assert!(!status.contains("temporary"), "{status}");
     let saved = fs::read_to_string(state.join("installation-id")).unwrap();
-    assert_eq!(probe_stats(&output)["installation_id"], saved.trim());
+    assert_eq!(
+        support::probe_stats(&output)["installation_id"],
+        saved.trim()
+    );
 }
 
 #[test]
@@ -907,10 +906,10 @@ fn a_full_disk_at_spooling_drops_and_counts_says_why_and_leaves_nothing_behind()
         ("PROBE_STATUS", "1"),
     ];
     let first = timed(probe_command(&["0"], home.path(), &vars));
-    let id = probe_stats(&first)["installation_id"].clone();
+    let id = support::probe_stats(&first)["installation_id"].clone();
     // 512 bytes: the identity fits, 20 events do not.
     let output = probe_on_full_disk(1, &["20"], home.path(), &vars);
-    let stats = probe_stats(&output);
+    let stats = support::probe_stats(&output);
     assert_probe_accounted(&stats);
     assert_eq!(
         (stats["spooled"].as_u64(), stats["dropped"].as_u64()),
@@ -930,7 +929,7 @@ fn a_full_disk_at_spooling_drops_and_counts_says_why_and_leaves_nothing_behind()
     assert!(support::spooled_uuids(&state).is_empty());
     // With room again, it spools, and a healthy endpoint then gets what was spooled.
     let output = timed(probe_command(&["3"], home.path(), &vars));
-    assert_eq!(probe_stats(&output)["spooled"], 3);
+    assert_eq!(support::probe_stats(&output)["spooled"], 3);
     assert!(!probe_status(&output).contains("state problem"));
     let receiver = Receiver::healthy();
     let vars = [
@@ -938,7 +937,7 @@ fn a_full_disk_at_spooling_drops_and_counts_says_why_and_leaves_nothing_behind()
         ("PROBE_TELEMETRY_ENDPOINT", receiver.origin.as_str()),
     ];
     let output = timed(probe_command(&["0"], home.path(), &vars));
-    assert_eq!(probe_stats(&output)["delivered"], 3);
+    assert_eq!(support::probe_stats(&output)["delivered"], 3);
 }
 
 #[test]
@@ -955,7 +954,7 @@ fn a_full_disk_in_local_mode_leaves_only_whole_lines_in_the_log() {
     assert!(!log.exists());
     // 4 KiB: a few events fit, 40 do not; the write that fills it stops part way.
     let output = probe_on_full_disk(8, &["40"], home.path(), &vars);
-    let stats = probe_stats(&output);
+    let stats = support::probe_stats(&output);
     assert_probe_accounted(&stats);
     assert_eq!(stats["mode"], "local");
     let delivered = stats["delivered"].as_u64().unwrap();
@@ -975,7 +974,7 @@ fn a_full_disk_in_local_mode_leaves_only_whole_lines_in_the_log() {
     assert!(status.contains(&expected), "{status}");
     // With room again, the log goes on in whole lines.
     let output = timed(probe_command(&["2"], home.path(), &vars));
-    assert_eq!(probe_stats(&output)["delivered"], 2);
+    assert_eq!(support::probe_stats(&output)["delivered"], 2);
     assert_eq!(log_events(&log, 0).len() as u64, delivered + 2);
 }
 
@@ -989,7 +988,7 @@ fn a_read_only_home_means_a_temporary_identity_that_says_why() {
     fs::set_permissions(home.path(), fs::Permissions::from_mode(0o500)).unwrap();
     let output = timed(probe_command(&["3"], home.path(), &[("PROBE_STATUS", "1")]));
     fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    let stats = probe_stats(&output);
+    let stats = support::probe_stats(&output);
     assert_probe_accounted(&stats);
     assert_eq!(stats["mode"], "local");
     let status = probe_status(&output);
